@@ -1,6 +1,7 @@
 //! `tessera`: the command line. It parses arguments, loads configs and calls library functions;
 //! no library crate depends on it.
 
+mod bench_cmd;
 mod data_cmd;
 mod progress;
 
@@ -68,6 +69,9 @@ enum Command {
     /// Fetch, inspect and export data sets.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
+    /// Benchmarks against PyTorch on this machine (speed ratios).
+    #[command(subcommand)]
+    Bench(bench_cmd::BenchCommand),
 }
 
 fn main() {
@@ -87,6 +91,7 @@ fn main() {
         tracing::debug!("device: {device:?}");
         match cli.command {
             Command::Data(cmd) => data_cmd::run(cmd, &cli.global),
+            Command::Bench(cmd) => bench_cmd::run(cmd, device),
         }
     });
     if let Err(e) = result {

@@ -1,0 +1,114 @@
+//! `tessera bench …`: Tessera against PyTorch on this machine, in one run, as a ratio.
+//!
+//! Each benchmark times the Rust step, then runs the matching script in `benches/` with the
+//! project's venv Python on the same sizes and thread count, and prints both times and
+//! `speed ratio = PyTorch time / Tessera time` (> 1 means Tessera is faster).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+use tessera_quant::{VectorQuantizer, VqConfig};
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Vector quantizer forward + backward: N vectors × dim against each codebook size.
+    Quant {
+        #[arg(long, default_value_t = 65_536)]
+        n: i64,
+        #[arg(long, default_value_t = 256)]
+        dim: i64,
+        /// Codebook sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1024,8192")]
+        codes: Vec<i64>,
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Threads for both engines.
+        #[arg(long, default_value_t = 2)]
+        threads: i32,
+    },
+}
+
+pub fn run(cmd: BenchCommand, device: Device) -> Result<()> {
+    match cmd {
+        BenchCommand::Quant { n, dim, codes, reps, threads } => {
+            tch::set_num_threads(threads);
+            println!(
+                "vector quantizer, {n} × {dim}, forward + backward, {threads} threads, median of {reps}"
+            );
+            println!("{:>8} {:>12} {:>12} {:>8}", "codes", "tessera s", "pytorch s", "ratio");
+            for k in codes {
+                let ours = quant_step_time(n, dim, k, reps, device)?;
+                let theirs = python_median(&[
+                    "benches/quant_bench.py",
+                    &format!("--n={n}"),
+                    &format!("--dim={dim}"),
+                    &format!("--codes={k}"),
+                    &format!("--reps={reps}"),
+                    &format!("--threads={threads}"),
+                ])?;
+                println!("{k:>8} {ours:>12.4} {theirs:>12.4} {:>7.2}×", theirs / ours);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn quant_step_time(n: i64, dim: i64, k: i64, reps: usize, device: Device) -> Result<f64> {
+    tch::manual_seed(0);
+    let vs = VarStore::new(device);
+    let cfg = VqConfig { num_codes: k, dim, search_chunk: 8192, ..VqConfig::default() };
+    let mut vq = VectorQuantizer::new(&vs.root(), cfg)?;
+    let x = Tensor::randn([n, dim], (Kind::Float, device)).set_requires_grad(true);
+    let g = Tensor::randn([n, dim], (Kind::Float, device));
+    let mut step = || -> Result<f64> {
+        let t = Instant::now();
+        let out = vq.forward_t(&x, true)?;
+        ((&out.quantized * &g).sum(Kind::Float) + &out.loss).backward();
+        if device.is_cuda() {
+            tch::Cuda::synchronize(0);
+        }
+        let dt = t.elapsed().as_secs_f64();
+        let mut xg = x.grad();
+        let _ = xg.zero_();
+        let mut eg = vq.embedding.grad();
+        let _ = eg.zero_();
+        Ok(dt)
+    };
+    step()?;
+    let times = (0..reps).map(|_| step()).collect::<Result<Vec<_>>>()?;
+    Ok(median(times))
+}
+
+/// Run a PyTorch reference script with the venv's Python and read its `median_s`.
+fn python_median(args: &[&str]) -> Result<f64> {
+    let root = std::env::var("TESSERA_ROOT").unwrap_or_else(|_| ".".into());
+    let python = Path::new(&root).join(".venv/bin/python");
+    if !python.exists() {
+        bail!(
+            "{} not found: run scripts/setup.sh first (benchmarks compare against its PyTorch)",
+            python.display()
+        );
+    }
+    let out = Command::new(&python)
+        .args(args)
+        .current_dir(&root)
+        .output()
+        .context("running the PyTorch reference")?;
+    if !out.status.success() {
+        bail!("{} {:?} failed: {}", python.display(), args, String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("parsing `{line}`"))?;
+    v["median_s"].as_f64().context("no median_s in the reference's output")
+}

@@ -1,0 +1,25 @@
+"""Minimal safetensors writer (no numpy, no safetensors package): 8-byte little-endian header
+length, a JSON header {name: {dtype, shape, data_offsets}}, then the raw little-endian bytes."""
+import json
+import struct
+
+import torch
+
+_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8"}
+
+
+def save(tensors: dict, path: str) -> None:
+    header, blobs, offset = {}, [], 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        raw = bytes(t.flatten().view(torch.uint8).tolist()) if t.numel() else b""
+        header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
