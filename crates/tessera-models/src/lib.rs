@@ -1,0 +1,11 @@
+//! Tessera's models.
+//!
+//! - [`vqgan`]: taming-transformers' VQGAN (spec §1.2) with TE-VQGAN's encoder options (spec §2.4);
+//!   parameter names are taming's state_dict keys.
+//! - [`disc`]: the PatchGAN discriminator (spec §1.4).
+//! - [`perceptual`]: the LPIPS distance with pluggable backbones (spec §1.4): ImageNet VGG16 from
+//!   user-supplied weights, or an in-domain network Tessera trains (labelled as a substitute).
+
+pub mod disc;
+pub mod perceptual;
+pub mod vqgan;
