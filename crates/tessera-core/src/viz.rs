@@ -138,3 +138,117 @@ mod tests {
         assert!(inked.iter().all(|&(x, y)| (2..10).contains(&x) && (2..10).contains(&y)));
     }
 }
+
+/// Distinct line colours for plots.
+const PALETTE: [Rgb<u8>; 6] = [
+    Rgb([31, 119, 180]),
+    Rgb([255, 127, 14]),
+    Rgb([44, 160, 44]),
+    Rgb([214, 39, 40]),
+    Rgb([148, 103, 189]),
+    Rgb([140, 86, 75]),
+];
+
+/// A line plot of named (x, y) series, with the y range and x range written on the axes and a
+/// legend; non-finite points are skipped. `log_y` plots log10(y) for positive y.
+pub fn line_plot(
+    title: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+    width: u32,
+    height: u32,
+    log_y: bool,
+) -> RgbImage {
+    let mut img = RgbImage::from_pixel(width, height, BACKGROUND);
+    let (left, right, top, bottom) = (72u32, 12u32, 24u32, 36u32);
+    let (pw, ph) = (width - left - right, height - top - bottom);
+    draw_text(&mut img, left, 6, title, 1, INK);
+    let tf = |y: f64| if log_y { y.log10() } else { y };
+    let pts: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|(_, s)| s.iter().copied())
+        .filter(|(x, y)| x.is_finite() && y.is_finite() && (!log_y || *y > 0.0))
+        .map(|(x, y)| (x, tf(y)))
+        .collect();
+    // Axes.
+    for x in left..left + pw {
+        img.put_pixel(x, top + ph, INK);
+    }
+    for y in top..=top + ph {
+        img.put_pixel(left, y, INK);
+    }
+    if pts.is_empty() {
+        draw_text(&mut img, left + 8, top + ph / 2, "no data yet", 1, INK);
+        return img;
+    }
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in &pts {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    if y1 <= y0 {
+        y1 = y0 + 1e-9_f64.max(y0.abs() * 1e-3);
+    }
+    let fmt = |v: f64| if log_y { format!("{:.3e}", 10f64.powf(v)) } else { format!("{v:.4}") };
+    draw_text(&mut img, 2, top, &fmt(y1), 1, INK);
+    draw_text(&mut img, 2, top + ph - 8, &fmt(y0), 1, INK);
+    draw_text(&mut img, left, top + ph + 6, &format!("{x0}"), 1, INK);
+    let xl = format!("{x1}");
+    draw_text(&mut img, (left + pw).saturating_sub(8 * xl.len() as u32), top + ph + 6, &xl, 1, INK);
+    let px = |x: f64| left + ((x - x0) / (x1 - x0) * (pw - 1) as f64).round() as u32;
+    let py = |y: f64| top + ph - ((y - y0) / (y1 - y0) * ph as f64).round() as u32;
+    for (k, (name, s)) in series.iter().enumerate() {
+        let color = PALETTE[k % PALETTE.len()];
+        let mut prev: Option<(u32, u32)> = None;
+        for &(x, y) in s {
+            if !(x.is_finite() && y.is_finite()) || (log_y && y <= 0.0) {
+                continue;
+            }
+            let p = (px(x), py(tf(y)));
+            if let Some(q) = prev {
+                draw_line(&mut img, q, p, color);
+            }
+            prev = Some(p);
+        }
+        let ly = top + 4 + 12 * k as u32;
+        for dx in 0..12 {
+            img.put_pixel(left + pw - 180 + dx, ly + 3, color);
+        }
+        draw_text(&mut img, left + pw - 164, ly, name, 1, color);
+    }
+    img
+}
+
+fn draw_line(img: &mut RgbImage, a: (u32, u32), b: (u32, u32), color: Rgb<u8>) {
+    let (dx, dy) = (b.0 as i64 - a.0 as i64, b.1 as i64 - a.1 as i64);
+    let n = dx.abs().max(dy.abs()).max(1);
+    for i in 0..=n {
+        let x = a.0 as i64 + dx * i / n;
+        let y = a.1 as i64 + dy * i / n;
+        if x >= 0 && y >= 0 && (x as u32) < img.width() && (y as u32) < img.height() {
+            img.put_pixel(x as u32, y as u32, color);
+        }
+    }
+}
+
+#[cfg(test)]
+mod plot_tests {
+    use super::*;
+
+    #[test]
+    fn plot_draws_each_series_in_its_colour() {
+        let s = vec![
+            ("a".to_string(), vec![(0.0, 1.0), (10.0, 0.5), (20.0, f64::NAN), (30.0, 0.25)]),
+            ("b".to_string(), vec![(0.0, 0.3), (30.0, 0.9)]),
+        ];
+        let img = line_plot("loss", &s, 400, 200, false);
+        let count = |c: Rgb<u8>| img.pixels().filter(|p| **p == c).count();
+        assert!(count(PALETTE[0]) > 100 && count(PALETTE[1]) > 100);
+        let empty = line_plot("loss", &[], 200, 100, true);
+        assert_eq!(empty.dimensions(), (200, 100));
+    }
+}

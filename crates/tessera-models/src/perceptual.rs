@@ -150,8 +150,9 @@ pub struct Lpips {
 }
 
 impl Lpips {
-    /// Network under `p / "net"`, heads under `p / "lin{i}" / "model" / "1"` (lpips naming), initialised
-    /// uniform `1/C` (the channel mean) until learned heads are loaded.
+    /// Network under `p / "net"`, heads under `lin{i}.model.1` with dropout or `lin{i}.model.0`
+    /// without (taming's `NetLinLayer` Sequential), initialised uniform `1/C` (the channel mean)
+    /// until learned heads are loaded.
     pub fn new(p: &nn::Path, backbone: Backbone, head_dropout: bool) -> Self {
         let net = match backbone {
             Backbone::Vgg16 => FeatureNet::vgg16(&(p / "net")),
@@ -167,7 +168,8 @@ impl Lpips {
                     ws_init: nn::Init::Const(1.0 / c as f64),
                     ..Default::default()
                 };
-                nn::conv2d(p / format!("lin{i}") / "model" / "1", c, 1, 1, cfg)
+                let slot = if head_dropout { "1" } else { "0" };
+                nn::conv2d(p / format!("lin{i}") / "model" / slot, c, 1, 1, cfg)
             })
             .collect();
         let dev = p.device();

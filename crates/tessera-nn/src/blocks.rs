@@ -146,18 +146,20 @@ pub enum Downsample {
 }
 
 impl Downsample {
-    /// `replicate_pad` selects TE-VQGAN v2's replicate padding for the strided conv and the
-    /// convblurpool conv.
-    pub fn new(p: &nn::Path, c: i64, method: DownsamplingMethod, replicate_pad: bool) -> Self {
+    /// `replicate_strided`: TE-VQGAN v2 with replication padding pads the strided conv by
+    /// replication. `v2`: the convblurpool conv pads by replication (TE decides this by version
+    /// alone). Parameter paths as TE-VQGAN: `conv` (strided) or `module.0` (convblurpool); the blur
+    /// filter is a fixed buffer (`module.1.filt` in TE checkpoints), recomputed here.
+    pub fn new(p: &nn::Path, c: i64, method: DownsamplingMethod, replicate_strided: bool, v2: bool) -> Self {
         match method {
             DownsamplingMethod::StridedConv => Self::StridedConv {
                 conv: nn::conv2d(p / "conv", c, c, 3, nn::ConvConfig { stride: 2, ..Default::default() }),
-                pad_mode: if replicate_pad { "replicate" } else { "constant" },
+                pad_mode: if replicate_strided { "replicate" } else { "constant" },
             },
             DownsamplingMethod::Convblurpool => {
-                let mode = if replicate_pad { PadMode::Replicate } else { PadMode::Zeros };
+                let mode = if v2 { PadMode::Replicate } else { PadMode::Zeros };
                 Self::ConvBlurPool {
-                    conv: Conv3x3::new(&(p / "conv"), c, c, mode),
+                    conv: Conv3x3::at(&(p / "module" / "0"), c, c, mode),
                     blur: BlurPool::new(c, p.device()),
                 }
             }

@@ -27,17 +27,19 @@ pub struct Conv3x3 {
 }
 
 impl Conv3x3 {
-    /// Parameters at `p.weight` (zeros) or `p.1.weight` (replicate).
+    /// Parameters at `p.weight` (zeros) or `p.1.weight` (replicate, TE-VQGAN's
+    /// `Sequential(ReplicationPad2d(1), Conv2d)`).
     pub fn new(p: &nn::Path, cin: i64, cout: i64, mode: PadMode) -> Self {
-        let conv = match mode {
-            PadMode::Zeros => {
-                nn::conv2d(p, cin, cout, 3, nn::ConvConfig { padding: 1, ..Default::default() })
-            }
-            PadMode::Replicate => {
-                nn::conv2d(p / "1", cin, cout, 3, nn::ConvConfig { padding: 0, ..Default::default() })
-            }
-        };
-        Self { conv, mode }
+        match mode {
+            PadMode::Zeros => Self::at(p, cin, cout, mode),
+            PadMode::Replicate => Self::at(&(p / "1"), cin, cout, mode),
+        }
+    }
+
+    /// Parameters at `p.weight` whatever the padding (a `Conv2d(padding_mode=…)`).
+    pub fn at(p: &nn::Path, cin: i64, cout: i64, mode: PadMode) -> Self {
+        let padding = if mode == PadMode::Zeros { 1 } else { 0 };
+        Self { conv: nn::conv2d(p, cin, cout, 3, nn::ConvConfig { padding, ..Default::default() }), mode }
     }
 }
 

@@ -84,7 +84,13 @@ impl Encoder {
             }
             let ds = (i != n - 1).then(|| {
                 curr_res /= 2;
-                Downsample::new(&(&lp / "downsample"), block_in, c.downsampling_method, replicate_down)
+                Downsample::new(
+                    &(&lp / "downsample"),
+                    block_in,
+                    c.downsampling_method,
+                    replicate_down,
+                    c.version == EncoderVersion::V2,
+                )
             });
             down.push((level, ds));
         }
