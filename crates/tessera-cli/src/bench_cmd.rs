@@ -31,6 +31,22 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2)]
         threads: i32,
     },
+    /// One tokenizer training step (generator + discriminator, GAN and adaptive weight active,
+    /// in-domain perceptual loss), against benches/vqgan_step.py.
+    Tokenizer {
+        /// quick (ch 64, z 64) or paper (spec §2.5: ch 128, z 256).
+        #[arg(long, default_value = "quick")]
+        config: String,
+        #[arg(long, default_value_t = 8)]
+        batch: i64,
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: i32,
+        /// λ_o (0 = VQGAN, 10 = TE-VQGAN).
+        #[arg(long, default_value_t = 10.0)]
+        ortho: f64,
+    },
 }
 
 pub fn run(cmd: BenchCommand, device: Device) -> Result<()> {
@@ -55,7 +71,69 @@ pub fn run(cmd: BenchCommand, device: Device) -> Result<()> {
             }
             Ok(())
         }
+        BenchCommand::Tokenizer { config, batch, reps, threads, ortho } => {
+            tch::set_num_threads(threads);
+            let ours = tokenizer_step_time(&config, batch, reps, ortho, device)?;
+            let theirs = python_median(&[
+                "benches/vqgan_step.py",
+                &format!("--config={config}"),
+                &format!("--batch={batch}"),
+                &format!("--reps={reps}"),
+                &format!("--threads={threads}"),
+                &format!("--ortho={ortho}"),
+            ])?;
+            println!("tokenizer training step ({config}, batch {batch}, λ_o {ortho}, {threads} threads, median of {reps})");
+            println!("tessera {ours:.3} s   pytorch {theirs:.3} s   ratio {:.2}×", theirs / ours);
+            println!("(the PyTorch step re-runs the autoencoder under no_grad for the discriminator, as taming does; Tessera reuses the generator step's x̂)");
+            Ok(())
+        }
     }
+}
+
+fn tokenizer_step_time(config: &str, batch: i64, reps: usize, ortho: f64, device: Device) -> Result<f64> {
+    use tessera_train::runner::Task;
+    use tessera_train::tokenizer::{TokenizerRunConfig, TokenizerTask};
+    let (ch, z) = match config {
+        "quick" => (64, 64),
+        "paper" => (128, 256),
+        other => bail!("unknown bench config `{other}` (quick or paper)"),
+    };
+    let dir = tempfile::tempdir()?;
+    // A random in-domain perceptual network: speed does not depend on its weights.
+    let pvs = VarStore::new(device);
+    let _ =
+        tessera_models::perceptual::Lpips::new(&pvs.root(), tessera_models::perceptual::Backbone::Tiny, true);
+    let pw = dir.path().join("p.safetensors");
+    Tensor::write_safetensors(&tessera_train::checkpoint::vars(&pvs, ""), &pw)?;
+    let mut cfg = TokenizerRunConfig::default();
+    cfg.data.source = tessera_data::SourceKind::Fake;
+    cfg.data.fake_len = 8;
+    cfg.model.ch = ch;
+    cfg.model.z_channels = z;
+    cfg.quantizer.dim = z;
+    cfg.quantizer.ortho.weight = ortho;
+    cfg.loss.perceptual_weights = Some(pw);
+    cfg.loss.perceptual_head_dropout = true;
+    cfg.loss.disc_start = 0;
+    cfg.eval.trans_eq = false;
+    cfg.optim.scale_lr = false;
+    cfg.optim.base_learning_rate = 1e-4;
+    let mut task = TokenizerTask::new(cfg, device, dir.path())?;
+    tch::manual_seed(0);
+    let x = Tensor::rand([batch, 3, 64, 64], (Kind::Float, device)) * 2.0 - 1.0;
+    let b = tessera_data::Batch { images: x, captions: vec![], indices: vec![] };
+    let mut times = Vec::new();
+    for i in 0..=reps {
+        let t = Instant::now();
+        task.train_step(&b, 1 + i as i64)?;
+        if device.is_cuda() {
+            tch::Cuda::synchronize(0);
+        }
+        if i > 0 {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    Ok(median(times))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -4,6 +4,7 @@
 mod bench_cmd;
 mod data_cmd;
 mod progress;
+mod train_cmd;
 
 use std::path::PathBuf;
 
@@ -69,9 +70,48 @@ enum Command {
     /// Fetch, inspect and export data sets.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
+    /// Train a model.
+    #[command(subcommand)]
+    Train(train_cmd::TrainCommand),
+    /// Evaluate a trained model.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+    /// Images to code indices (safetensors `indices`, (B, h, w)).
+    Encode {
+        run: PathBuf,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        #[arg(long, short = 'o')]
+        out: PathBuf,
+    },
+    /// Code indices back to images.
+    Decode {
+        run: PathBuf,
+        codes: PathBuf,
+        #[arg(long, short = 'o')]
+        out: PathBuf,
+    },
+    /// An image and its reconstruction side by side.
+    Reconstruct {
+        run: PathBuf,
+        image: PathBuf,
+        #[arg(long, short = 'o')]
+        out: PathBuf,
+    },
     /// Benchmarks against PyTorch on this machine (speed ratios).
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum EvalCommand {
+    /// PSNR, SSIM, codebook usage, perplexity, dead codes, Trans_eq_acc of a tokenizer run (JSON).
+    Tokenizer {
+        run: PathBuf,
+        /// Validation batches of 100 (0 = all).
+        #[arg(long, default_value_t = 0)]
+        batches: usize,
+    },
 }
 
 fn main() {
@@ -92,6 +132,17 @@ fn main() {
         match cli.command {
             Command::Data(cmd) => data_cmd::run(cmd, &cli.global),
             Command::Bench(cmd) => bench_cmd::run(cmd, device),
+            Command::Train(cmd) => train_cmd::train(cmd, &cli.global, device),
+            Command::Eval(EvalCommand::Tokenizer { run, batches }) => {
+                train_cmd::eval(&run, batches, &cli.global, device)
+            }
+            Command::Encode { run, images, out } => {
+                train_cmd::encode(&run, &images, &out, &cli.global, device)
+            }
+            Command::Decode { run, codes, out } => train_cmd::decode(&run, &codes, &out, &cli.global, device),
+            Command::Reconstruct { run, image, out } => {
+                train_cmd::reconstruct(&run, &image, &out, &cli.global, device)
+            }
         }
     });
     if let Err(e) = result {

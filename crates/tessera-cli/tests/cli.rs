@@ -107,3 +107,107 @@ fn tokenizer_command_trains_on_mnist64_captions() {
     let e = tk.encode("red 3 on the upper left.", 50).unwrap();
     assert_eq!(e.mask.iter().filter(|&&m| m).count(), 2 + 7, "[CLS] red 3 on the upper left . [SEP]");
 }
+
+/// A tiny tokenizer run on fake 16×16 data, trained through the CLI.
+fn tiny_run(dir: &std::path::Path) {
+    let cfg = dir.join("tiny.toml");
+    std::fs::write(
+        &cfg,
+        "[data]\nsource = \"fake\"\nimage_size = 16\nfake_len = 16\n[data.loader]\nbatch_size = 4\n\
+         [model]\nch = 32\nch_mult = [1, 2]\nattn_resolutions = []\nresolution = 16\nz_channels = 32\n\
+         [quantizer]\nnum_codes = 16\ndim = 16\n[disc]\nndf = 8\nn_layers = 2\n\
+         [loss]\nperceptual_weight = 0.0\ndisc_start = 1\n\
+         [train]\nmax_steps = 2\ncheckpoint_every = 2\nimage_every = 2\nvalidate_every = 2\n\
+         [eval]\nval_batches = 1\nbatch_size = 4\ntrans_eq = false\n",
+    )
+    .unwrap();
+    let run = dir.join("run");
+    let o = tessera(&[
+        "--device",
+        "cpu",
+        "train",
+        "tokenizer",
+        "-c",
+        cfg.to_str().unwrap(),
+        "-o",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn tokenizer_commands_and_their_bad_inputs() {
+    let d = tempfile::tempdir().unwrap();
+    tiny_run(d.path());
+    let run = d.path().join("run");
+    let r = run.to_str().unwrap();
+    for f in [
+        "config.toml",
+        "checkpoints/last.safetensors",
+        "metrics.jsonl",
+        "samples/step_0000002.png",
+        "plots/val_codes.png",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    // eval prints the metrics the issue names.
+    let o = tessera(&["--device", "cpu", "eval", "tokenizer", r]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for k in ["psnr", "ssim", "usage", "perplexity", "dead_codes"] {
+        assert!(v[k].is_number(), "{k} missing in {v}");
+    }
+    // encode → decode round trip, reconstruct.
+    let good = d.path().join("good.png");
+    image::RgbImage::from_pixel(16, 16, image::Rgb([200, 10, 10])).save(&good).unwrap();
+    let codes = d.path().join("codes.safetensors");
+    let o = tessera(&[
+        "--device",
+        "cpu",
+        "encode",
+        r,
+        good.to_str().unwrap(),
+        good.to_str().unwrap(),
+        "-o",
+        codes.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let idx = &tch::Tensor::read_safetensors(&codes).unwrap()[0].1;
+    assert_eq!(idx.size(), vec![2, 8, 8]);
+    let out = d.path().join("decoded");
+    let o = tessera(&["--device", "cpu", "decode", r, codes.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(image::open(out.join("00001.png")).unwrap().width(), 16);
+    let rec = d.path().join("rec.png");
+    let o =
+        tessera(&["--device", "cpu", "reconstruct", r, good.to_str().unwrap(), "-o", rec.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Wrong size, alpha channel, codes out of range, a truncated checkpoint: clear errors.
+    let big = d.path().join("big.png");
+    image::RgbImage::new(20, 16).save(&big).unwrap();
+    let o =
+        tessera(&["--device", "cpu", "reconstruct", r, big.to_str().unwrap(), "-o", rec.to_str().unwrap()]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("is 20×16") && stderr(&o).contains("16×16"),
+        "{}",
+        stderr(&o)
+    );
+    let rgba = d.path().join("rgba.png");
+    image::RgbaImage::new(16, 16).save(&rgba).unwrap();
+    let o = tessera(&["--device", "cpu", "encode", r, rgba.to_str().unwrap(), "-o", codes.to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("alpha"), "{}", stderr(&o));
+    let bad = d.path().join("bad.safetensors");
+    tch::Tensor::write_safetensors(
+        &[("indices", tch::Tensor::full([1, 8, 8], 99i64, (tch::Kind::Int64, tch::Device::Cpu)))],
+        &bad,
+    )
+    .unwrap();
+    let o = tessera(&["--device", "cpu", "decode", r, bad.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("0..16"), "{}", stderr(&o));
+    let ck = run.join("checkpoints/last.safetensors");
+    let bytes = std::fs::read(&ck).unwrap();
+    std::fs::write(&ck, &bytes[..100]).unwrap();
+    let o = tessera(&["--device", "cpu", "eval", "tokenizer", r]);
+    assert!(!o.status.success() && stderr(&o).contains("truncated"), "{}", stderr(&o));
+}

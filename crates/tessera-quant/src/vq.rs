@@ -212,7 +212,7 @@ impl VectorQuantizer {
         };
         let indices = nearest_codes(&search_z, &search_e, self.metric(), self.config.search_chunk);
         let codes = if self.config.distance == Distance::Cosine {
-            l2_normalize(&self.embedding)
+            l2_normalize(&self.graph_codebook())
         } else {
             self.embedding.shallow_clone()
         };
@@ -263,10 +263,18 @@ impl VectorQuantizer {
         })
     }
 
+    /// The codebook as a fresh autograd node (`E·1`). Losses that save their input for the
+    /// backward pass (normalisation) must not save `embedding` itself: the EMA update and
+    /// dead-code revival change it in place later in the same step, which would invalidate the
+    /// graph. Gradients still reach `embedding` through the product.
+    fn graph_codebook(&self) -> Tensor {
+        &self.embedding * 1.0
+    }
+
     /// λ-free orthogonality term over the configured subset of codes.
     fn orthogonality(&self, counts: &Tensor) -> Tensor {
         let cfg = &self.config.ortho;
-        let mut codes = self.embedding.shallow_clone();
+        let mut codes = self.graph_codebook();
         if cfg.active_codes_only {
             let active = counts.gt(0).nonzero().squeeze_dim(1);
             codes = codes.index_select(0, &active);

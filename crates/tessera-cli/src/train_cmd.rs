@@ -1,0 +1,155 @@
+//! `tessera train …`, `tessera eval tokenizer`, `tessera encode|decode|reconstruct`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use tch::{Device, Kind, Tensor};
+use tessera_data::tensor::{images_to_tensor, tensor_to_images};
+use tessera_train::tokenizer::{self, TokenizerRunConfig, TokenizerTask};
+
+use crate::{ConfigArgs, GlobalArgs};
+
+#[derive(Subcommand, Debug)]
+pub enum TrainCommand {
+    /// Train a VQGAN / TE-VQGAN tokenizer (presets: configs/mnist64-*.toml).
+    Tokenizer {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Run directory: config, checkpoints, metrics, samples, plots.
+        #[arg(long, short = 'o')]
+        out: PathBuf,
+        /// Continue from <out>/checkpoints/last.safetensors.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Train Tessera's in-domain perceptual network (a substitute for ImageNet VGG16).
+    Perceptual {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[arg(long, short = 'o')]
+        out: PathBuf,
+        /// Batches of 128 crops (300 reach ~92% digit accuracy in about a minute on 2 cores).
+        #[arg(long, default_value_t = 400)]
+        steps: i64,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct RunArg {
+    /// A tokenizer run directory.
+    pub run: PathBuf,
+}
+
+pub fn train(cmd: TrainCommand, g: &GlobalArgs, device: Device) -> Result<()> {
+    match cmd {
+        TrainCommand::Tokenizer { config, out, resume } => {
+            let cfg: TokenizerRunConfig = load_config(&config, &out, resume)?;
+            let t0 = std::time::Instant::now();
+            let (_, summary) = tokenizer::train(cfg, device, &g.data_root(), &out, resume)?;
+            tracing::info!(
+                "trained {} steps in {:.0} s ({} skipped as non-finite); run in {}",
+                summary.steps,
+                t0.elapsed().as_secs_f64(),
+                summary.skipped_non_finite,
+                out.display()
+            );
+            if let Some(v) = summary.last_validation {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            }
+            Ok(())
+        }
+        TrainCommand::Perceptual { config, out, steps } => {
+            let data: tessera_data::DataConfig = config.source().load()?;
+            let gen = data.mnist64(&g.data_root())?;
+            let report =
+                tessera_train::perceptual::train_perceptual(gen, steps, device, &out, data.mnist64.seed)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+    }
+}
+
+/// A run's config: on --resume the stored one (overrides still apply), else the given one.
+fn load_config(args: &ConfigArgs, out: &Path, resume: bool) -> Result<TokenizerRunConfig> {
+    let stored = out.join("config.toml");
+    if resume && stored.is_file() && args.config.is_none() {
+        let src = tessera_core::ConfigSource::new(Some(stored), args.overrides.clone());
+        return Ok(src.load()?);
+    }
+    Ok(args.source().load()?)
+}
+
+fn open_run(run: &Path, g: &GlobalArgs, device: Device) -> Result<TokenizerTask> {
+    tokenizer::load_run(run, device, &g.data_root())
+        .with_context(|| format!("loading tokenizer run {}", run.display()))
+}
+
+pub fn eval(run: &Path, batches: usize, g: &GlobalArgs, device: Device) -> Result<()> {
+    let mut task = open_run(run, g, device)?;
+    task.config.eval.val_batches = batches;
+    let rec = task.evaluate()?;
+    let json = serde_json::to_string_pretty(&rec)?;
+    tessera_core::fsutil::write_atomic(&run.join("eval.json"), json.as_bytes())?;
+    println!("{json}");
+    Ok(())
+}
+
+/// Read images the tokenizer can take: `size`×`size`, RGB or gray (made RGB).
+fn read_images(paths: &[PathBuf], size: u32) -> Result<Vec<image::RgbImage>> {
+    paths
+        .iter()
+        .map(|p| {
+            let img = image::open(p).with_context(|| format!("reading {}", p.display()))?;
+            let channels = img.color().channel_count();
+            if channels == 2 || channels == 4 {
+                bail!("{} has {channels} channels (with alpha); the tokenizer takes RGB or gray images: drop the alpha channel first", p.display());
+            }
+            if img.width() != size || img.height() != size {
+                bail!("{} is {}×{}, the tokenizer was trained on {size}×{size} images: resize or crop it first", p.display(), img.width(), img.height());
+            }
+            Ok(img.to_rgb8())
+        })
+        .collect()
+}
+
+pub fn encode(run: &Path, images: &[PathBuf], out: &Path, g: &GlobalArgs, device: Device) -> Result<()> {
+    let mut task = open_run(run, g, device)?;
+    let size = task.config.model.resolution as u32;
+    let x = images_to_tensor(&read_images(images, size)?)?.to_device(device);
+    let (_, idx) = task.reconstruct(&x)?;
+    let names: Vec<String> = images.iter().map(|p| p.display().to_string()).collect();
+    Tensor::write_safetensors(&[("indices", idx.to_kind(Kind::Int64))], out)?;
+    std::fs::write(out.with_extension("txt"), names.join("\n") + "\n")?;
+    println!("{} codes {:?} -> {}", images.len(), idx.size(), out.display());
+    Ok(())
+}
+
+pub fn decode(run: &Path, codes: &Path, out: &Path, g: &GlobalArgs, device: Device) -> Result<()> {
+    let task = open_run(run, g, device)?;
+    let t: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(codes)?.into_iter().collect();
+    let idx = t.get("indices").with_context(|| format!("{} has no `indices` tensor", codes.display()))?;
+    let k = task.config.quantizer.num_codes;
+    if idx.dim() != 3 || idx.min().int64_value(&[]) < 0 || idx.max().int64_value(&[]) >= k {
+        bail!("{}: indices must be (B, h, w) codes in 0..{k}, got shape {:?}", codes.display(), idx.size());
+    }
+    let x = tch::no_grad(|| task.model.decode_indices(&idx.to_device(device)));
+    std::fs::create_dir_all(out)?;
+    for (i, img) in tensor_to_images(&x)?.iter().enumerate() {
+        img.save(out.join(format!("{i:05}.png")))?;
+    }
+    println!("{} images -> {}", x.size()[0], out.display());
+    Ok(())
+}
+
+pub fn reconstruct(run: &Path, image: &Path, out: &Path, g: &GlobalArgs, device: Device) -> Result<()> {
+    let mut task = open_run(run, g, device)?;
+    let size = task.config.model.resolution as u32;
+    let x = images_to_tensor(&read_images(&[image.to_path_buf()], size)?)?.to_device(device);
+    let (xr, _) = task.reconstruct(&x)?;
+    let mut both = tensor_to_images(&x)?;
+    both.extend(tensor_to_images(&xr)?);
+    tessera_core::viz::image_grid(&both, 2, 2).save(out)?;
+    println!("{}", out.display());
+    Ok(())
+}

@@ -1,0 +1,20 @@
+//! Training: written once, used by every model family.
+//!
+//! - [`checkpoint`]: one safetensors file holding every tensor of a run (model, EMA codebook,
+//!   optimiser moments, weight EMA) plus JSON metadata (step, config), written atomically.
+//! - [`schedule`]: learning-rate warm-up and cosine decay.
+//! - [`metrics`]: JSONL metrics and PNG loss plots.
+//! - [`runner`]: the loop: deterministic per-step seeding, NaN/Inf guard, periodic images,
+//!   validation and checkpoints, exact resume.
+//! - [`tokenizer`]: the VQGAN / TE-VQGAN task (spec §1.4, §1.5, §2.8).
+//! - [`perceptual`]: trains Tessera's in-domain perceptual network.
+
+pub mod checkpoint;
+pub mod error;
+pub mod metrics;
+pub mod perceptual;
+pub mod runner;
+pub mod schedule;
+pub mod tokenizer;
+
+pub use error::TrainError;

@@ -1,0 +1,291 @@
+//! The training loop, shared by every model family through [`Task`].
+//!
+//! Each step `s` first seeds libtorch's generator with `seed·1000003 + s`, so every random draw
+//! inside a step (dropout, dead-code revival, k-means) is a function of the step alone, and the
+//! data loader is deterministic in (seed, epoch, index): a checkpoint therefore needs no RNG
+//! state, and `--resume` continues with exactly the losses of an uninterrupted run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+use tessera_data::{Batch, DataLoader};
+
+use crate::checkpoint;
+use crate::error::{Result, TrainError};
+use crate::metrics::{MetricsLog, Record};
+
+/// Loop settings (`[train]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoopConfig {
+    pub max_steps: i64,
+    pub checkpoint_every: i64,
+    pub image_every: i64,
+    pub log_every: i64,
+    pub validate_every: i64,
+    pub seed: u64,
+    /// Stop after this many non-finite steps in a row (each is skipped).
+    pub nan_patience: usize,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        Self {
+            max_steps: 20_000,
+            checkpoint_every: 500,
+            image_every: 500,
+            log_every: 10,
+            validate_every: 1000,
+            seed: 23,
+            nan_patience: 5,
+        }
+    }
+}
+
+/// A trainable model family.
+pub trait Task {
+    /// Checkpoint kind, e.g. "vqgan".
+    fn kind(&self) -> &'static str;
+    /// One optimisation step. Returns [`TrainError::NonFinite`] *before* touching any parameter
+    /// when a loss is NaN/Inf.
+    fn train_step(&mut self, batch: &Batch, step: i64) -> Result<Record>;
+    /// Every tensor needed to resume.
+    fn state(&self) -> Vec<(String, Tensor)>;
+    fn load_state(&mut self, tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()>;
+    /// Validation metrics at `step`.
+    fn validate(&mut self, step: i64) -> Result<Record>;
+    /// A picture of what the model does with `batch`.
+    fn sample_grid(&mut self, batch: &Batch) -> Result<image::RgbImage>;
+    /// Plots to draw: (file stem, split, keys, log scale).
+    fn plots(&self) -> Vec<(&'static str, &'static str, Vec<&'static str>, bool)>;
+}
+
+/// Checkpoint metadata.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Meta {
+    pub format: String,
+    pub kind: String,
+    /// Batches consumed (the next step's index).
+    pub step: i64,
+    /// The resolved config as TOML.
+    pub config: String,
+}
+
+pub const FORMAT: &str = "tessera-checkpoint-1";
+
+/// Where a run keeps things.
+pub struct RunDir(pub PathBuf);
+
+impl RunDir {
+    pub fn checkpoint(&self) -> PathBuf {
+        self.0.join("checkpoints/last.safetensors")
+    }
+    pub fn samples(&self) -> PathBuf {
+        self.0.join("samples")
+    }
+    pub fn plots(&self) -> PathBuf {
+        self.0.join("plots")
+    }
+}
+
+/// What a finished run reports.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub steps: i64,
+    pub skipped_non_finite: usize,
+    pub seconds: f64,
+    pub last_validation: Option<Record>,
+}
+
+fn seed_step(seed: u64, step: i64) {
+    tch::manual_seed((seed.wrapping_mul(1_000_003).wrapping_add(step as u64) & 0x7fff_ffff_ffff_ffff) as i64);
+}
+
+/// Train `task` on `loader` until `cfg.max_steps`, writing into `dir`.
+pub fn run<T: Task>(
+    task: &mut T,
+    loader: &DataLoader,
+    cfg: &LoopConfig,
+    dir: &Path,
+    config_toml: &str,
+    resume: bool,
+) -> Result<Summary> {
+    let run = RunDir(dir.to_path_buf());
+    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+    let ckpt_path = run.checkpoint();
+    let mut step = 0;
+    if ckpt_path.exists() {
+        if !resume {
+            return Err(TrainError::Invalid(format!(
+                "{} already holds a checkpoint; pass --resume to continue it, or choose another --out",
+                dir.display()
+            )));
+        }
+        let ck: checkpoint::Checkpoint<Meta> = checkpoint::load(&ckpt_path)?;
+        if ck.meta.format != FORMAT || ck.meta.kind != task.kind() {
+            return Err(TrainError::Mismatch {
+                path: ckpt_path,
+                reason: format!(
+                    "it is a {} {} checkpoint, this is a {} run",
+                    ck.meta.format,
+                    ck.meta.kind,
+                    task.kind()
+                ),
+            });
+        }
+        task.load_state(&ck.tensors, &ckpt_path)?;
+        step = ck.meta.step;
+        tracing::info!("resuming {} at step {step}", dir.display());
+    }
+    tessera_core::fsutil::write_atomic(&dir.join("config.toml"), config_toml.as_bytes())
+        .map_err(|e| TrainError::io(dir, e))?;
+    let mut log = MetricsLog::open(dir, step)?;
+    let bpe = loader.batches_per_epoch() as i64;
+    if bpe == 0 {
+        return Err(TrainError::Invalid("the training set is smaller than one batch".into()));
+    }
+    let save = |task: &T, step: i64| -> Result<()> {
+        let meta = Meta { format: FORMAT.into(), kind: task.kind().into(), step, config: config_toml.into() };
+        checkpoint::save(&ckpt_path, &task.state(), &meta)
+    };
+    let pb = ProgressBar::new(cfg.max_steps as u64).with_position(step as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} step {pos}/{len} [{bar:30}] {per_sec} eta {eta} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let start = Instant::now();
+    let mut summary = Summary::default();
+    let mut streak = 0usize;
+    let mut window = (Instant::now(), step);
+    while step < cfg.max_steps {
+        let epoch = (step / bpe) as u64;
+        for batch in loader.epoch_from(epoch, (step % bpe) as usize) {
+            if step >= cfg.max_steps {
+                break;
+            }
+            let batch = batch?;
+            seed_step(cfg.seed, step);
+            match task.train_step(&batch, step) {
+                Ok(mut rec) => {
+                    streak = 0;
+                    if step % cfg.log_every == 0 {
+                        let dt = window.0.elapsed().as_secs_f64();
+                        if step > window.1 && dt > 0.0 {
+                            rec.insert("it_per_s".into(), (step - window.1) as f64 / dt);
+                        }
+                        window = (Instant::now(), step);
+                        let msg: Vec<String> = ["loss/total", "loss/rec", "loss/q"]
+                            .iter()
+                            .filter_map(|k| rec.get(*k).map(|v| format!("{k}={v:.4}")))
+                            .collect();
+                        pb.set_message(msg.join(" "));
+                        rec.insert("epoch".into(), epoch as f64);
+                        log.write(step, "train", rec)?;
+                    }
+                }
+                Err(TrainError::NonFinite { step: s, what }) => {
+                    streak += 1;
+                    summary.skipped_non_finite += 1;
+                    tracing::warn!("step {s} skipped: non-finite {what}");
+                    if streak >= cfg.nan_patience {
+                        pb.abandon();
+                        save(task, step)?;
+                        return Err(TrainError::TooManyNonFinite { count: streak, step: s, what });
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            step += 1;
+            pb.set_position(step as u64);
+            if cfg.image_every > 0 && (step % cfg.image_every == 0 || step == cfg.max_steps) {
+                let grid = task.sample_grid(&batch)?;
+                let p = run.samples().join(format!("step_{step:07}.png"));
+                std::fs::create_dir_all(run.samples()).map_err(|e| TrainError::io(run.samples(), e))?;
+                grid.save(&p).map_err(|e| TrainError::Invalid(format!("{}: {e}", p.display())))?;
+            }
+            if cfg.validate_every > 0 && (step % cfg.validate_every == 0 || step == cfg.max_steps) {
+                let rec = task.validate(step)?;
+                let text: Vec<String> = rec.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+                pb.println(format!("step {step} validation: {}", text.join(", ")));
+                log.write(step, "val", rec.clone())?;
+                summary.last_validation = Some(rec);
+                for (stem, split, keys, log_y) in task.plots() {
+                    log.plot(&run.plots().join(format!("{stem}.png")), stem, split, &keys, log_y)?;
+                }
+            }
+            if step % cfg.checkpoint_every == 0 || step == cfg.max_steps {
+                save(task, step)?;
+            }
+        }
+    }
+    pb.finish_and_clear();
+    summary.steps = step;
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use tessera_data::{FakeData, LoaderConfig};
+
+    /// A task whose loss turns NaN from step 2 on.
+    struct Exploding {
+        calls: i64,
+    }
+
+    impl Task for Exploding {
+        fn kind(&self) -> &'static str {
+            "mock"
+        }
+        fn train_step(&mut self, _b: &Batch, step: i64) -> Result<Record> {
+            self.calls += 1;
+            if step >= 2 {
+                return Err(TrainError::NonFinite { step, what: "loss = NaN".into() });
+            }
+            Ok(Record::from([("loss/total".to_string(), 1.0)]))
+        }
+        fn state(&self) -> Vec<(String, Tensor)> {
+            vec![("x".into(), Tensor::from(1.0f32))]
+        }
+        fn load_state(&mut self, _t: &HashMap<String, Tensor>, _p: &Path) -> Result<()> {
+            Ok(())
+        }
+        fn validate(&mut self, _s: i64) -> Result<Record> {
+            Ok(Record::new())
+        }
+        fn sample_grid(&mut self, _b: &Batch) -> Result<image::RgbImage> {
+            Ok(image::RgbImage::new(1, 1))
+        }
+        fn plots(&self) -> Vec<(&'static str, &'static str, Vec<&'static str>, bool)> {
+            vec![]
+        }
+    }
+
+    #[test]
+    fn non_finite_steps_are_skipped_then_stop_the_run() {
+        let ds: Arc<dyn tessera_data::Dataset> = Arc::new(FakeData { len: 64, size: 4, seed: 0 });
+        let loader =
+            DataLoader::new(ds, LoaderConfig { batch_size: 4, ..LoaderConfig::default() }, tch::Device::Cpu);
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LoopConfig {
+            max_steps: 100,
+            nan_patience: 3,
+            image_every: 0,
+            validate_every: 0,
+            ..LoopConfig::default()
+        };
+        let mut task = Exploding { calls: 0 };
+        let e = run(&mut task, &loader, &cfg, dir.path(), "", false).err().unwrap();
+        assert!(matches!(e, TrainError::TooManyNonFinite { count: 3, step: 4, .. }), "{e}");
+        assert!(e.to_string().contains("lower the learning rate"));
+        assert_eq!(task.calls, 5, "2 good steps, 3 skipped, then stop");
+        assert!(dir.path().join("checkpoints/last.safetensors").is_file(), "state saved before stopping");
+    }
+}

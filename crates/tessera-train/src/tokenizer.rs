@@ -1,0 +1,497 @@
+//! Training the VQGAN / TE-VQGAN tokenizer (spec §1.4, §1.5, §2.8).
+//!
+//! Generator step (taming `VQLPIPSWithDiscriminator`, optimizer_idx 0):
+//! ```text
+//! rec   = |x − x̂| + w_p·LPIPS(x, x̂)
+//! L_nll = mean(rec)
+//! g     = −mean(D(x̂))
+//! λ     = clamp(‖∇_W L_nll‖ / (‖∇_W g‖ + 1e-4), 0, 1e4)·disc_weight,   W = decoder.conv_out.weight
+//! f     = disc_factor if step ≥ disc_start else 0
+//! L_G   = L_nll + λ·f·g + codebook_weight·(L_vq + L_ortho)
+//! ```
+//! Discriminator step: `L_D = f·½(mean relu(1 − D(x)) + mean relu(1 + D(x̂)))` (hinge) or
+//! `f·½(mean softplus(−D(x)) + mean softplus(D(x̂)))` (vanilla). Both optimisers are
+//! Adam(0.5, 0.9) at `lr = batch·base_lr` (taming's scaling, one device). Before `disc_start`
+//! (f = 0) the discriminator step is skipped, since its loss and gradients are zero.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tch::nn::{ModuleT, VarStore};
+use tch::{Device, Kind, Tensor};
+use tessera_data::{Batch, DataConfig, DataLoader, Dataset, LoaderConfig, Split};
+use tessera_eval::equivariance::TransEq;
+use tessera_models::disc::{DiscConfig, PatchGan};
+use tessera_models::perceptual::{Backbone, Lpips};
+use tessera_models::vqgan::{VqModel, VqganConfig};
+use tessera_nn::ema::WeightEma;
+use tessera_nn::optim::{Adam, AdamConfig};
+use tessera_quant::{CodebookStats, OrthoConfig, VqConfig};
+
+use crate::checkpoint;
+use crate::error::{Result, TrainError};
+use crate::metrics::Record;
+use crate::runner::{LoopConfig, Task};
+use crate::schedule::{lr_at, Decay};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscLoss {
+    #[default]
+    Hinge,
+    Vanilla,
+}
+
+/// `[loss]`: taming's `VQLPIPSWithDiscriminator` settings, TE-VQGAN's values (spec §2.5).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LossConfig {
+    pub perceptual_weight: f64,
+    pub perceptual_backbone: Backbone,
+    /// Weights of the perceptual network (safetensors): `tessera train perceptual` output for
+    /// `tiny`, or user-supplied VGG16 + lpips heads for `vgg16`.
+    pub perceptual_weights: Option<PathBuf>,
+    /// Keep taming's Dropout(0.5) in the LPIPS heads active during training (spec §13.3).
+    pub perceptual_head_dropout: bool,
+    pub disc_weight: f64,
+    pub disc_start: i64,
+    pub disc_factor: f64,
+    pub disc_loss: DiscLoss,
+    pub codebook_weight: f64,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        Self {
+            perceptual_weight: 1.0,
+            perceptual_backbone: Backbone::Tiny,
+            perceptual_weights: None,
+            perceptual_head_dropout: false,
+            disc_weight: 0.8,
+            disc_start: 30_001,
+            disc_factor: 1.0,
+            disc_loss: DiscLoss::Hinge,
+            codebook_weight: 1.0,
+        }
+    }
+}
+
+/// `[optim]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimConfig {
+    /// TE-VQGAN: 8e-6 (spec §2.5).
+    pub base_learning_rate: f64,
+    /// taming: lr = batch × base_lr (× devices × accumulation, both 1 here).
+    pub scale_lr: bool,
+    pub warmup_steps: i64,
+    pub decay: Decay,
+    pub min_lr_ratio: f64,
+    pub clip_grad_norm: Option<f64>,
+    /// Exponential moving average of the autoencoder's weights, used for validation.
+    pub weight_ema: Option<f64>,
+    pub adam: AdamConfig,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self {
+            base_learning_rate: 8e-6,
+            scale_lr: true,
+            warmup_steps: 0,
+            decay: Decay::Constant,
+            min_lr_ratio: 0.0,
+            clip_grad_norm: None,
+            weight_ema: None,
+            adam: AdamConfig::default(),
+        }
+    }
+}
+
+/// `[eval]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Validation batches per validation (0 = the whole split).
+    pub val_batches: usize,
+    pub batch_size: usize,
+    /// Measure Trans_eq_acc on the MNIST64x64 translated set.
+    pub trans_eq: bool,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self { val_batches: 20, batch_size: 100, trans_eq: true }
+    }
+}
+
+/// A whole tokenizer run. Defaults: TE-VQGAN's `mnist64x64_vqgan.yaml` (spec §2.5) with λ_o = 0.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenizerRunConfig {
+    pub data: DataConfig,
+    pub model: VqganConfig,
+    pub quantizer: VqConfig,
+    pub disc: DiscConfig,
+    pub loss: LossConfig,
+    pub optim: OptimConfig,
+    pub train: LoopConfig,
+    pub eval: EvalConfig,
+}
+
+impl Default for TokenizerRunConfig {
+    fn default() -> Self {
+        let mut data = DataConfig::default();
+        data.loader.batch_size = 96;
+        Self {
+            data,
+            model: VqganConfig::default(),
+            quantizer: VqConfig {
+                num_codes: 128,
+                dim: 256,
+                ortho: OrthoConfig::default(),
+                ..VqConfig::default()
+            },
+            disc: DiscConfig::default(),
+            loss: LossConfig::default(),
+            optim: OptimConfig::default(),
+            train: LoopConfig::default(),
+            eval: EvalConfig::default(),
+        }
+    }
+}
+
+impl TokenizerRunConfig {
+    pub fn learning_rate(&self) -> f64 {
+        if self.optim.scale_lr {
+            self.data.loader.batch_size as f64 * self.optim.base_learning_rate
+        } else {
+            self.optim.base_learning_rate
+        }
+    }
+
+    /// Checks that do not need data.
+    pub fn validate(&self) -> Result<()> {
+        if self.quantizer.dim <= 0 || self.model.ch % 32 != 0 {
+            return Err(TrainError::Invalid(format!(
+                "model.ch must be a multiple of 32 (GroupNorm(32)), got {}",
+                self.model.ch
+            )));
+        }
+        if self.model.resolution % self.model.factor() != 0 {
+            return Err(TrainError::Invalid(
+                "model.resolution must be divisible by 2^(len(ch_mult)-1)".into(),
+            ));
+        }
+        if self.loss.perceptual_weight > 0.0 && self.loss.perceptual_weights.is_none() {
+            return Err(TrainError::Invalid(
+                "loss.perceptual_weight > 0 needs loss.perceptual_weights: train the in-domain network with \
+                 `tessera train perceptual --out RUN` (or supply VGG16 weights), or set loss.perceptual_weight = 0"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The models and optimisers of a tokenizer run.
+pub struct TokenizerTask {
+    pub config: TokenizerRunConfig,
+    pub device: Device,
+    pub vs: VarStore,
+    pub model: VqModel,
+    disc_vs: VarStore,
+    disc: PatchGan,
+    lpips: Option<(VarStore, Lpips)>,
+    opt_ae: Adam,
+    opt_d: Adam,
+    ema: Option<WeightEma>,
+    val: Option<DataLoader>,
+    translated: Option<DataLoader>,
+}
+
+fn trainable(vs: &VarStore) -> Vec<(String, Tensor, bool)> {
+    let mut v: Vec<(String, Tensor, bool)> =
+        vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, t)| (n, t, true)).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// Load a perceptual network's weights (names as the VarStore's) from a safetensors file.
+pub fn load_perceptual(vs: &mut VarStore, path: &Path) -> Result<()> {
+    let tensors: HashMap<String, Tensor> = Tensor::read_safetensors(path)
+        .map_err(|e| TrainError::Invalid(format!("perceptual weights {}: {e}", path.display())))?
+        .into_iter()
+        .collect();
+    checkpoint::restore_vars(vs, "", &tensors, path)?;
+    vs.freeze();
+    Ok(())
+}
+
+impl TokenizerTask {
+    /// Build everything; `root` is the data cache (for validation sets).
+    pub fn new(config: TokenizerRunConfig, device: Device, root: &Path) -> Result<Self> {
+        config.validate()?;
+        // Same seed, same initial weights: runs are reproducible and comparable (λ_o = 0 vs 10).
+        tch::manual_seed(config.train.seed as i64);
+        let vs = VarStore::new(device);
+        let model = VqModel::new(&vs.root(), config.model.clone(), config.quantizer.clone())?;
+        let disc_vs = VarStore::new(device);
+        let disc = PatchGan::new(&(disc_vs.root() / "loss" / "discriminator"), &config.disc);
+        let lpips = if config.loss.perceptual_weight > 0.0 {
+            let mut pvs = VarStore::new(device);
+            let lp =
+                Lpips::new(&pvs.root(), config.loss.perceptual_backbone, config.loss.perceptual_head_dropout);
+            load_perceptual(&mut pvs, config.loss.perceptual_weights.as_deref().expect("validated"))?;
+            Some((pvs, lp))
+        } else {
+            None
+        };
+        let lr = config.learning_rate();
+        let opt_ae = Adam::new(trainable(&vs), lr, config.optim.adam.clone());
+        let opt_d = Adam::new(trainable(&disc_vs), lr, config.optim.adam.clone());
+        let ema = config
+            .optim
+            .weight_ema
+            .map(|d| WeightEma::new(trainable(&vs).into_iter().map(|(n, t, _)| (n, t)).collect(), d));
+        let eval_loader =
+            |ds: Arc<dyn Dataset>| DataLoader::new(ds, LoaderConfig::eval(config.eval.batch_size), device);
+        let val = Some(eval_loader(config.data.open(Split::Validation, root)?));
+        let translated = if config.eval.trans_eq && config.data.source == tessera_data::SourceKind::Mnist64 {
+            Some(eval_loader(config.data.translated(root)?))
+        } else {
+            None
+        };
+        Ok(Self { config, device, vs, model, disc_vs, disc, lpips, opt_ae, opt_d, ema, val, translated })
+    }
+
+    fn disc_loss(&self, real: &Tensor, fake: &Tensor) -> Tensor {
+        match self.config.loss.disc_loss {
+            DiscLoss::Hinge => {
+                ((-real + 1.0).relu().mean(Kind::Float) + (fake + 1.0).relu().mean(Kind::Float)) * 0.5
+            }
+            DiscLoss::Vanilla => {
+                ((-real).softplus().mean(Kind::Float) + fake.softplus().mean(Kind::Float)) * 0.5
+            }
+        }
+    }
+
+    /// Reconstruction of `x` in eval mode (EMA weights if configured), no gradient.
+    pub fn reconstruct(&mut self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        if let Some(e) = &mut self.ema {
+            e.swap();
+        }
+        let out = tch::no_grad(|| self.model.forward_t(x, false));
+        if let Some(e) = &mut self.ema {
+            e.swap();
+        }
+        let out = out?;
+        Ok((out.reconstruction, out.quant.indices))
+    }
+
+    /// Validation metrics over `val_batches` of the validation split and the translated set.
+    pub fn evaluate(&mut self) -> Result<Record> {
+        let mut rec = Record::new();
+        let mut stats = CodebookStats::new(self.config.quantizer.num_codes as usize, usize::MAX >> 1);
+        let (mut l1, mut psnr, mut ssim, mut n) = (0.0, 0.0, 0.0, 0usize);
+        let val = self.val.clone().expect("validation loader");
+        let limit = if self.config.eval.val_batches == 0 { usize::MAX } else { self.config.eval.val_batches };
+        for batch in val.epoch(0).take(limit) {
+            let x = batch?.images;
+            let (xr, idx) = self.reconstruct(&x)?;
+            let b = x.size()[0] as usize;
+            let (x01, r01) = ((&x + 1.0) / 2.0, ((&xr + 1.0) / 2.0).clamp(0.0, 1.0));
+            l1 += (&x - &xr).abs().mean(Kind::Float).double_value(&[]) * b as f64;
+            psnr += tessera_eval::image::psnr(&x01, &r01).clamp_max(100.0).sum(Kind::Float).double_value(&[]);
+            ssim += tessera_eval::image::ssim(&x01, &r01).sum(Kind::Float).double_value(&[]);
+            let counts: Vec<i64> =
+                Vec::try_from(idx.flatten(0, -1).bincount::<Tensor>(None, self.config.quantizer.num_codes))
+                    .unwrap();
+            stats.observe(&counts.iter().map(|&c| c as u64).collect::<Vec<_>>());
+            n += b;
+        }
+        let n = n.max(1) as f64;
+        rec.insert("rec_l1".into(), l1 / n);
+        rec.insert("psnr".into(), psnr / n);
+        rec.insert("ssim".into(), ssim / n);
+        rec.insert("usage".into(), stats.window_usage());
+        rec.insert("perplexity".into(), stats.window_perplexity());
+        rec.insert("dead_codes".into(), stats.dead_codes() as f64);
+        if let Some(tr) = self.translated.clone() {
+            let mut te = TransEq::default();
+            for batch in tr.epoch(0) {
+                let (_, idx) = self.reconstruct(&batch?.images)?;
+                te.add(&idx);
+            }
+            rec.insert("trans_eq_acc".into(), te.accuracy());
+        }
+        Ok(rec)
+    }
+}
+
+fn finite(step: i64, name: &str, t: &Tensor) -> Result<f64> {
+    let v = t.double_value(&[]);
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(TrainError::NonFinite { step, what: format!("{name} = {v}") })
+    }
+}
+
+impl Task for TokenizerTask {
+    fn kind(&self) -> &'static str {
+        "vqgan"
+    }
+
+    fn train_step(&mut self, batch: &Batch, step: i64) -> Result<Record> {
+        let cfg = &self.config;
+        let lr = lr_at(
+            cfg.learning_rate(),
+            step,
+            cfg.train.max_steps,
+            cfg.optim.warmup_steps,
+            cfg.optim.decay,
+            cfg.optim.min_lr_ratio,
+        );
+        self.opt_ae.lr = lr;
+        self.opt_d.lr = lr;
+        let x = &batch.images;
+        let out = self.model.forward_t(x, true)?;
+        let xr = &out.reconstruction;
+        let l1 = (x - xr).abs();
+        let (rec, p_loss) = match &self.lpips {
+            Some((_, lp)) => {
+                let p = lp.forward_t(x, xr, true);
+                (l1 + &p * cfg.loss.perceptual_weight, Some(p.mean(Kind::Float)))
+            }
+            None => (l1, None),
+        };
+        let nll = rec.mean(Kind::Float);
+        let f = if step >= cfg.loss.disc_start { cfg.loss.disc_factor } else { 0.0 };
+        let mut log = Record::new();
+        let (g_term, d_weight) = if f > 0.0 {
+            let g = -self.disc.forward_t(xr, true).mean(Kind::Float);
+            let last = self.model.last_layer();
+            let gn = Tensor::run_backward(&[&nll], &[last], true, false)[0].norm().double_value(&[]);
+            let gg = Tensor::run_backward(&[&g], &[last], true, false)[0].norm().double_value(&[]);
+            let w = (gn / (gg + 1e-4)).clamp(0.0, 1e4) * cfg.loss.disc_weight;
+            log.insert("loss/g".into(), finite(step, "g_loss", &g)?);
+            (g * (w * f), w)
+        } else {
+            (Tensor::zeros([], (Kind::Float, self.device)), 0.0)
+        };
+        let qloss = &out.quant.loss;
+        let loss = &nll + &g_term + qloss * cfg.loss.codebook_weight;
+        log.insert("loss/total".into(), finite(step, "generator loss", &loss)?);
+        log.insert("loss/rec".into(), finite(step, "nll", &nll)?);
+        log.insert("loss/q".into(), qloss.double_value(&[]));
+        log.insert("loss/commit".into(), out.quant.losses.commitment.double_value(&[]));
+        log.insert("loss/ortho".into(), out.quant.losses.orthogonal.double_value(&[]));
+        if let Some(p) = p_loss {
+            log.insert("loss/perceptual".into(), p.double_value(&[]));
+        }
+        log.insert("d_weight".into(), d_weight);
+        log.insert("perplexity".into(), out.quant.perplexity);
+        log.insert("usage_window".into(), self.model.quantize.stats.window_usage());
+        log.insert("lr".into(), lr);
+
+        self.opt_ae.zero_grad();
+        loss.backward();
+        if let Some(c) = cfg.optim.clip_grad_norm {
+            log.insert("grad_norm".into(), self.opt_ae.clip_grad_norm(c));
+        }
+        self.opt_ae.step();
+        if let Some(e) = &mut self.ema {
+            e.update();
+        }
+        if f > 0.0 {
+            let xd = xr.detach();
+            let real = self.disc.forward_t(&x.detach(), true);
+            let fake = self.disc.forward_t(&xd, true);
+            let d_loss = self.disc_loss(&real, &fake) * f;
+            log.insert("loss/disc".into(), finite(step, "discriminator loss", &d_loss)?);
+            self.opt_d.zero_grad();
+            d_loss.backward();
+            self.opt_d.step();
+        }
+        Ok(log)
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let mut s = checkpoint::vars(&self.vs, "model.");
+        s.extend(checkpoint::vars(&self.disc_vs, "disc."));
+        s.extend(self.opt_ae.state("opt_ae"));
+        s.extend(self.opt_d.state("opt_d"));
+        if let Some(e) = &self.ema {
+            s.extend(e.state("ema"));
+        }
+        s
+    }
+
+    fn load_state(&mut self, t: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+        checkpoint::restore_vars(&self.vs, "model.", t, path)?;
+        checkpoint::restore_vars(&self.disc_vs, "disc.", t, path)?;
+        let mismatch = |e: tessera_nn::optim::OptimError| TrainError::Mismatch {
+            path: path.into(),
+            reason: e.to_string(),
+        };
+        self.opt_ae.load_state("opt_ae", t).map_err(mismatch)?;
+        self.opt_d.load_state("opt_d", t).map_err(mismatch)?;
+        if let Some(e) = &mut self.ema {
+            e.load_state("ema", t);
+        }
+        Ok(())
+    }
+
+    fn validate(&mut self, _step: i64) -> Result<Record> {
+        self.evaluate()
+    }
+
+    fn sample_grid(&mut self, batch: &Batch) -> Result<image::RgbImage> {
+        let n = batch.images.size()[0].min(8);
+        let x = batch.images.narrow(0, 0, n);
+        let (xr, _) = self.reconstruct(&x)?;
+        let mut imgs = tessera_data::tensor::tensor_to_images(&x)?;
+        imgs.extend(tessera_data::tensor::tensor_to_images(&xr)?);
+        Ok(tessera_core::viz::image_grid(&imgs, n as usize, 2))
+    }
+
+    fn plots(&self) -> Vec<(&'static str, &'static str, Vec<&'static str>, bool)> {
+        vec![
+            ("train_losses", "train", vec!["loss/total", "loss/rec", "loss/q", "loss/perceptual"], true),
+            ("gan", "train", vec!["loss/g", "loss/disc"], false),
+            ("val_quality", "val", vec!["psnr"], false),
+            ("val_codes", "val", vec!["usage", "trans_eq_acc", "ssim"], false),
+        ]
+    }
+}
+
+/// Train a tokenizer into `dir`.
+pub fn train(
+    config: TokenizerRunConfig,
+    device: Device,
+    root: &Path,
+    dir: &Path,
+    resume: bool,
+) -> Result<(TokenizerTask, crate::runner::Summary)> {
+    let toml = tessera_core::config::to_toml(&config);
+    let train_set = config.data.open(Split::Train, root)?;
+    let loader = DataLoader::new(train_set, config.data.loader.clone(), device);
+    let mut task = TokenizerTask::new(config.clone(), device, root)?;
+    let summary = crate::runner::run(&mut task, &loader, &config.train, dir, &toml, resume)?;
+    Ok((task, summary))
+}
+
+/// Rebuild a trained tokenizer from its run directory (config + last checkpoint).
+pub fn load_run(dir: &Path, device: Device, root: &Path) -> Result<TokenizerTask> {
+    let ckpt = dir.join("checkpoints/last.safetensors");
+    let ck: checkpoint::Checkpoint<crate::runner::Meta> = checkpoint::load(&ckpt)?;
+    let config: TokenizerRunConfig =
+        tessera_core::config::load_str(&ck.meta.config, &[], &ckpt.display().to_string())
+            .map_err(|e| TrainError::Invalid(e.to_string()))?;
+    let mut task = TokenizerTask::new(config, device, root)?;
+    task.load_state(&ck.tensors, &ckpt)?;
+    Ok(task)
+}

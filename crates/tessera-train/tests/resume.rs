@@ -1,0 +1,148 @@
+//! Exact resume: 6 steps straight equal 3 steps + resume + 3 steps, to the bit; and the loop's
+//! guards (existing checkpoint, truncated checkpoint, non-finite losses).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use tch::{Device, Tensor};
+use tessera_train::checkpoint;
+use tessera_train::runner::Meta;
+use tessera_train::tokenizer::{self, TokenizerRunConfig};
+
+/// libtorch's random generator is global to the process: tests that train must not interleave.
+static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn tiny(max_steps: i64) -> TokenizerRunConfig {
+    let text = format!(
+        r#"
+[data]
+source = "fake"
+image_size = 16
+fake_len = 40
+[data.loader]
+batch_size = 4
+workers = 2
+[model]
+ch = 32
+ch_mult = [1, 2]
+attn_resolutions = [8]
+resolution = 16
+z_channels = 32
+[quantizer]
+num_codes = 16
+dim = 16
+dead_code_threshold = 0.05
+[quantizer.ortho]
+weight = 10.0
+[disc]
+ndf = 8
+n_layers = 2
+[loss]
+perceptual_weight = 0.0
+disc_start = 2
+[optim]
+base_learning_rate = 1e-4
+weight_ema = 0.9
+clip_grad_norm = 1.0
+[train]
+max_steps = {max_steps}
+checkpoint_every = 3
+image_every = 3
+validate_every = 0
+log_every = 1
+[eval]
+val_batches = 1
+batch_size = 4
+trans_eq = false
+"#
+    );
+    tessera_core::config::load_str(&text, &[], "test").unwrap()
+}
+
+fn final_state(dir: &Path) -> HashMap<String, Tensor> {
+    checkpoint::load::<Meta>(&dir.join("checkpoints/last.safetensors")).unwrap().tensors
+}
+
+fn train_losses(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            // Timing, and the sliding usage window (in-memory statistics that restart on resume).
+            v.as_object_mut().unwrap().remove("it_per_s");
+            v.as_object_mut().unwrap().remove("usage_window");
+            v.to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn resumed_run_equals_uninterrupted_run() {
+    let _serial = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let root = Path::new("unused-data-root");
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    tokenizer::train(tiny(6), Device::Cpu, root, a.path(), false).unwrap();
+    tokenizer::train(tiny(3), Device::Cpu, root, b.path(), false).unwrap();
+    // Without --resume an existing run is refused, and nothing is touched.
+    let e = tokenizer::train(tiny(6), Device::Cpu, root, b.path(), false).err().unwrap().to_string();
+    assert!(e.contains("--resume"), "{e}");
+    tokenizer::train(tiny(6), Device::Cpu, root, b.path(), true).unwrap();
+
+    let (sa, sb) = (final_state(a.path()), final_state(b.path()));
+    assert_eq!(sa.len(), sb.len());
+    assert!(
+        sa.keys().any(|k| k.starts_with("opt_d.m."))
+            && sa.contains_key("model.quantize.embedding.cluster_size")
+    );
+    let mut diffs: Vec<(f64, &String)> = sa
+        .iter()
+        .map(|(k, t)| {
+            (
+                (t.to_kind(tch::Kind::Double) - sb[k].to_kind(tch::Kind::Double))
+                    .abs()
+                    .max()
+                    .double_value(&[]),
+                k,
+            )
+        })
+        .filter(|(d, _)| *d > 0.0)
+        .collect();
+    diffs.sort_by(|a, b| b.0.total_cmp(&a.0));
+    assert!(
+        diffs.is_empty(),
+        "{} tensors differ after resume, largest: {:?}",
+        diffs.len(),
+        &diffs[..diffs.len().min(5)]
+    );
+    assert_eq!(train_losses(a.path()), train_losses(b.path()));
+    assert_eq!(train_losses(a.path()).len(), 6);
+    // The GAN was active for part of the run (so its state was resumed too).
+    assert!(train_losses(a.path()).iter().any(|l| l.contains("loss/disc")));
+    assert!(a.path().join("samples/step_0000006.png").is_file());
+}
+
+#[test]
+fn truncated_checkpoint_is_a_clear_error() {
+    let _serial = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let root = Path::new("unused-data-root");
+    let d = tempfile::tempdir().unwrap();
+    tokenizer::train(tiny(3), Device::Cpu, root, d.path(), false).unwrap();
+    let p = d.path().join("checkpoints/last.safetensors");
+    let bytes = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    let e = tokenizer::train(tiny(6), Device::Cpu, root, d.path(), true).err().unwrap().to_string();
+    assert!(e.contains("truncated") && e.contains("last.safetensors"), "{e}");
+}
+
+#[test]
+fn perceptual_loss_without_weights_says_how_to_get_them() {
+    let _serial = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let mut c = tiny(1);
+    c.loss.perceptual_weight = 1.0;
+    let e = tessera_train::tokenizer::TokenizerTask::new(c, Device::Cpu, Path::new("x"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("tessera train perceptual"), "{e}");
+}
