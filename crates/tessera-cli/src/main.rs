@@ -98,9 +98,25 @@ enum Command {
         #[arg(long, short = 'o')]
         out: PathBuf,
     },
+    /// Turn an original checkpoint into a Tessera run.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Benchmarks against PyTorch on this machine (speed ratios).
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ImportCommand {
+    /// A taming-transformers / TE-VQGAN checkpoint (.safetensors, or a .pth/.pt state_dict read
+    /// by libtorch's unpickler, which rebuilds only tensors) with the run config that matches it.
+    Taming {
+        checkpoint: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[arg(long, short = 'o')]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -135,6 +151,9 @@ fn main() {
             Command::Train(cmd) => train_cmd::train(cmd, &cli.global, device),
             Command::Eval(EvalCommand::Tokenizer { run, batches }) => {
                 train_cmd::eval(&run, batches, &cli.global, device)
+            }
+            Command::Import(ImportCommand::Taming { checkpoint, config, out }) => {
+                train_cmd::import(&checkpoint, &config, &out, &cli.global, device)
             }
             Command::Encode { run, images, out } => {
                 train_cmd::encode(&run, &images, &out, &cli.global, device)

@@ -153,3 +153,20 @@ pub fn reconstruct(run: &Path, image: &Path, out: &Path, g: &GlobalArgs, device:
     println!("{}", out.display());
     Ok(())
 }
+
+pub fn import(ckpt: &Path, config: &ConfigArgs, out: &Path, g: &GlobalArgs, device: Device) -> Result<()> {
+    if out.join("checkpoints/last.safetensors").exists() {
+        bail!("{} already holds a run; choose another --out", out.display());
+    }
+    let cfg: TokenizerRunConfig = config.source().load()?;
+    let tensors = tokenizer::read_checkpoint_tensors(ckpt)?;
+    let rep = tokenizer::import_taming(cfg, &tensors, device, &g.data_root(), out)?;
+    tracing::info!(
+        "imported {} tensors; kept Tessera-only state {:?}; ignored {} checkpoint tensors (LPIPS, blur filters, …)",
+        rep.loaded,
+        rep.kept,
+        rep.ignored.len()
+    );
+    println!("{}", out.display());
+    Ok(())
+}

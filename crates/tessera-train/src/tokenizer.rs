@@ -202,7 +202,7 @@ pub struct TokenizerTask {
     pub device: Device,
     pub vs: VarStore,
     pub model: VqModel,
-    disc_vs: VarStore,
+    pub(crate) disc_vs: VarStore,
     disc: PatchGan,
     lpips: Option<(VarStore, Lpips)>,
     opt_ae: Adam,
@@ -219,13 +219,31 @@ fn trainable(vs: &VarStore) -> Vec<(String, Tensor, bool)> {
     v
 }
 
-/// Load a perceptual network's weights (names as the VarStore's) from a safetensors file.
+/// Load a perceptual network's weights from a safetensors file. Names may be Tessera's
+/// (`net.features.0.weight`, `lin0.model.0.weight`) or the originals': torchvision's VGG16
+/// `features.0.weight` and the `lpips` package's heads `lin0.model.1.weight` (its Dropout slot).
 pub fn load_perceptual(vs: &mut VarStore, path: &Path) -> Result<()> {
     let tensors: HashMap<String, Tensor> = Tensor::read_safetensors(path)
         .map_err(|e| TrainError::Invalid(format!("perceptual weights {}: {e}", path.display())))?
         .into_iter()
         .collect();
-    checkpoint::restore_vars(vs, "", &tensors, path)?;
+    let mut renamed = HashMap::new();
+    for (name, t) in tensors {
+        let mut n = if name.starts_with("features.") { format!("net.{name}") } else { name };
+        if n.starts_with("lin") && n.contains(".model.1.") {
+            n = n.replace(".model.1.", ".model.0.");
+        }
+        renamed.insert(n, t);
+    }
+    // A network built with head dropout names its heads `model.1`: accept either slot.
+    for (name, _) in vs.variables() {
+        if name.contains(".model.1.") {
+            if let Some(t) = renamed.remove(&name.replace(".model.1.", ".model.0.")) {
+                renamed.insert(name, t);
+            }
+        }
+    }
+    checkpoint::restore_vars(vs, "", &renamed, path)?;
     vs.freeze();
     Ok(())
 }
@@ -494,4 +512,95 @@ pub fn load_run(dir: &Path, device: Device, root: &Path) -> Result<TokenizerTask
     let mut task = TokenizerTask::new(config, device, root)?;
     task.load_state(&ck.tensors, &ckpt)?;
     Ok(task)
+}
+
+/// What [`import_taming`] did.
+#[derive(Debug, Default)]
+pub struct ImportReport {
+    pub loaded: usize,
+    /// Tessera-only variables kept at their initial values (codebook statistics).
+    pub kept: Vec<String>,
+    /// Checkpoint tensors with no Tessera counterpart (LPIPS, blur filters, …).
+    pub ignored: Vec<String>,
+}
+
+/// Read a checkpoint's tensors without executing pickled code: safetensors directly; `.pth`,
+/// `.pt`, `.bin` through libtorch's unpickler, which rebuilds only tensors and containers.
+pub fn read_checkpoint_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
+    let bad = |e: tch::TchError| TrainError::BadCheckpoint { path: path.into(), reason: e.to_string() };
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let tensors = match ext {
+        "safetensors" => Tensor::read_safetensors(path).map_err(bad)?,
+        "pth" | "pt" | "bin" => Tensor::load_multi(path).map_err(bad)?,
+        other => {
+            return Err(TrainError::Invalid(format!(
+                "{}: unsupported checkpoint type `.{other}`; convert a Lightning .ckpt with \
+                 `python -c \"import torch,safetensors.torch as s; s.save_file(torch.load('X.ckpt')['state_dict'], 'X.safetensors')\"`",
+                path.display()
+            )))
+        }
+    };
+    // Lightning nests the weights under `state_dict.`; plain state_dicts do not.
+    Ok(tensors
+        .into_iter()
+        .map(|(k, v)| (k.strip_prefix("state_dict.").map(String::from).unwrap_or(k), v))
+        .collect())
+}
+
+/// Turn a taming / TE-VQGAN checkpoint into a Tessera run at step 0: every model parameter is
+/// looked up by its taming state_dict key (`encoder.…`, `decoder.…`, `quant_conv.…`,
+/// `quantize.embedding.weight`, `loss.discriminator.…`).
+pub fn import_taming(
+    config: TokenizerRunConfig,
+    tensors: &HashMap<String, Tensor>,
+    device: Device,
+    root: &Path,
+    dir: &Path,
+) -> Result<ImportReport> {
+    let toml = tessera_core::config::to_toml(&config);
+    let task = TokenizerTask::new(config, device, root)?;
+    let mut report = ImportReport::default();
+    let mut used = std::collections::HashSet::new();
+    let tessera_only =
+        |n: &str| n.ends_with("cluster_size") || n.ends_with("embed_avg") || n.ends_with("initialized");
+    for (vs, optional) in [(&task.vs, false), (&task.disc_vs, true)] {
+        tch::no_grad(|| -> Result<()> {
+            for (name, mut var) in vs.variables() {
+                match tensors.get(&name) {
+                    Some(src) if src.size() == var.size() => {
+                        var.copy_(src);
+                        used.insert(name.clone());
+                        report.loaded += 1;
+                    }
+                    Some(src) => {
+                        return Err(TrainError::Invalid(format!(
+                            "`{name}` is {:?} in the checkpoint but {:?} in this config: check [model] and [quantizer]",
+                            src.size(),
+                            var.size()
+                        )))
+                    }
+                    None if optional || tessera_only(&name) => report.kept.push(name),
+                    None => {
+                        return Err(TrainError::Invalid(format!(
+                            "the checkpoint has no `{name}`: is the config the one it was trained with \
+                             (use_replicationpad changes encoder keys to `….1.weight`)?"
+                        )))
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    }
+    report.ignored = tensors.keys().filter(|k| !used.contains(*k)).cloned().collect();
+    report.ignored.sort();
+    let meta = crate::runner::Meta {
+        format: crate::runner::FORMAT.into(),
+        kind: "vqgan".into(),
+        step: 0,
+        config: toml.clone(),
+    };
+    checkpoint::save(&dir.join("checkpoints/last.safetensors"), &task.state(), &meta)?;
+    tessera_core::fsutil::write_atomic(&dir.join("config.toml"), toml.as_bytes())
+        .map_err(|e| TrainError::io(dir, e))?;
+    Ok(report)
 }

@@ -146,3 +146,89 @@ fn perceptual_loss_without_weights_says_how_to_get_them() {
         .to_string();
     assert!(e.contains("tessera train perceptual"), "{e}");
 }
+
+#[test]
+fn taming_checkpoint_imports_by_state_dict_names() {
+    let _serial = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    // Weights written by reference/vqgan_fixtures.py (PyTorch modules with taming's names).
+    let fx: HashMap<String, Tensor> = Tensor::read_safetensors(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tessera-models/tests/fixtures/vqgan_te.safetensors"
+    ))
+    .unwrap()
+    .into_iter()
+    .collect();
+    let ckpt: HashMap<String, Tensor> = fx
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("param.").map(|n| (format!("state_dict.{n}"), v.shallow_clone())))
+        .collect();
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("te.safetensors");
+    let pairs: Vec<(String, Tensor)> = ckpt.into_iter().collect();
+    Tensor::write_safetensors(&pairs, &file).unwrap();
+
+    let text = "[data]\nsource = \"fake\"\nimage_size = 16\n[model]\nch = 32\nch_mult = [1, 2]\nattn_resolutions = [8]\n\
+                resolution = 16\nz_channels = 32\n[quantizer]\nnum_codes = 24\ndim = 16\n[loss]\nperceptual_weight = 0.0\n\
+                [eval]\ntrans_eq = false\n";
+    let cfg: TokenizerRunConfig = tessera_core::config::load_str(text, &[], "t").unwrap();
+    let tensors = tokenizer::read_checkpoint_tensors(&file).unwrap();
+    let run = d.path().join("run");
+    let rep = tokenizer::import_taming(cfg.clone(), &tensors, Device::Cpu, Path::new("x"), &run).unwrap();
+    assert!(rep.loaded > 50 && rep.ignored.is_empty(), "{rep:?}");
+    let mut task = tokenizer::load_run(&run, Device::Cpu, Path::new("x")).unwrap();
+    let (xrec, idx) = task.reconstruct(&fx["input"]).unwrap();
+    let agree =
+        idx.eq_tensor(&fx["indices"]).to_kind(tch::Kind::Float).mean(tch::Kind::Float).double_value(&[]);
+    assert!(agree > 0.98, "{agree}");
+    if agree == 1.0 {
+        assert!((xrec - &fx["xrec"]).abs().max().double_value(&[]) < 1e-5);
+    }
+    // A config that does not match the checkpoint says which key and why.
+    let mut wrong = cfg;
+    wrong.model.use_replicationpad = false;
+    let e = tokenizer::import_taming(wrong, &tensors, Device::Cpu, Path::new("x"), &d.path().join("r2"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("the checkpoint has no `encoder.") && e.contains("use_replicationpad"), "{e}");
+}
+
+#[test]
+fn user_supplied_vgg16_lpips_weights_load_under_original_names() {
+    use tessera_models::perceptual::{Backbone, Lpips};
+    let _serial = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    // Weights we generate, written under torchvision / lpips names as a user would supply them.
+    let src = tch::nn::VarStore::new(Device::Cpu);
+    let lp = Lpips::new(&src.root(), Backbone::Vgg16, false);
+    let named: Vec<(String, Tensor)> = src
+        .variables()
+        .into_iter()
+        .map(|(n, t)| {
+            (n.strip_prefix("net.").map(String::from).unwrap_or(n).replace(".model.0.", ".model.1."), t * 1.5)
+        })
+        .collect();
+    assert!(
+        named.iter().any(|(n, _)| n == "features.28.weight")
+            && named.iter().any(|(n, _)| n == "lin4.model.1.weight")
+    );
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("vgg_lpips.safetensors");
+    Tensor::write_safetensors(&named, &file).unwrap();
+    let mut dst = tch::nn::VarStore::new(Device::Cpu);
+    let loaded = Lpips::new(&dst.root(), Backbone::Vgg16, false);
+    tokenizer::load_perceptual(&mut dst, &file).unwrap();
+    let x = Tensor::rand([1, 3, 32, 32], (tch::Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    let y = Tensor::rand([1, 3, 32, 32], (tch::Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    // The loaded network computes what the source network with the same (scaled) weights does.
+    tch::no_grad(|| {
+        for (_, mut t) in src.variables() {
+            let _ = t.g_mul_scalar_(1.5);
+        }
+    });
+    let (a, b) = (lp.forward_t(&x, &y, false), loaded.forward_t(&x, &y, false));
+    assert!((a - b).abs().max().double_value(&[]) < 1e-6);
+    // A file missing a layer is refused with its name.
+    Tensor::write_safetensors(&named[1..], &file).unwrap();
+    let mut again = tch::nn::VarStore::new(Device::Cpu);
+    let _ = Lpips::new(&again.root(), Backbone::Vgg16, false);
+    assert!(tokenizer::load_perceptual(&mut again, &file).is_err());
+}
