@@ -5,10 +5,9 @@ per-code counts), forward + backward, timed the same way. Prints one JSON line.
     .venv/bin/python benches/quant_bench.py --n 65536 --dim 256 --codes 1024 --reps 5 --threads 2
 """
 import argparse
-import json
-import time
 
 import torch
+from bench_timing import report
 
 p = argparse.ArgumentParser()
 p.add_argument("--n", type=int, default=65536)
@@ -49,11 +48,4 @@ def step():
     E.grad = None
 
 
-step()  # warm-up
-times = []
-for _ in range(a.reps):
-    t = time.perf_counter()
-    step()
-    times.append(time.perf_counter() - t)
-times.sort()
-print(json.dumps({"median_s": times[len(times) // 2], "min_s": times[0], "torch": torch.__version__}))
+report(step, a.reps)

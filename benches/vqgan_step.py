@@ -15,14 +15,13 @@ in train mode, as taming's LPIPS does during Lightning training (spec §1.4, §1
 global_step (1) >= disc_start (0), so the GAN terms and the adaptive weight are active.
 """
 import argparse
-import json
 import os
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "reference"))
+from bench_timing import report  # noqa: E402
 from taming_modules import (  # noqa: E402
     LPIPSLike, NLayerDiscriminator, TinyFeatures, VGG16Features, VQModel, make_optimizers, vq_training_step,
     weights_init)
@@ -63,11 +62,4 @@ def step():
                      codebook_weight=1.0, beta=0.25, ortho_weight=a.ortho)
 
 
-step()  # warm-up
-times = []
-for _ in range(a.reps):
-    t = time.perf_counter()
-    step()
-    times.append(time.perf_counter() - t)
-times.sort()
-print(json.dumps({"median_s": times[len(times) // 2], "min_s": times[0], "torch": torch.__version__}))
+report(step, a.reps)
