@@ -6,6 +6,8 @@
 //! - [`perceptual`]: the LPIPS distance with pluggable backbones (spec §1.4): ImageNet VGG16 from
 //!   user-supplied weights, or an in-domain network Tessera trains (labelled as a substitute).
 
+pub mod biart;
+pub mod classifier;
 pub mod disc;
 pub mod perceptual;
 pub mod vqgan;

@@ -1,0 +1,560 @@
+//! BiART: one GPT over caption tokens and image codes that writes images from text (t2i) and
+//! text from images (i2t).
+//!
+//! It joins two designs (spec §1.6, §3, §4.7):
+//! - minGPT blocks (pre-LN, causal multi-head attention, 4× MLP with GELU, final LayerNorm, head
+//!   without bias; taming's stage 2, spec §1.6);
+//! - L-Verse's **segment embedding**: `x = tok_emb(id) + seg_emb(seg) + pos`, with segment 0 for
+//!   the condition and 1 for the generation target (spec §4.7), so the same modality carries a
+//!   different segment in each direction;
+//! - Bi-directional DALL-E's sequences, logit masks, unique pad tokens, per-layer attention types
+//!   and modality-weighted loss (spec §3.1–§3.3).
+//!
+//! # Vocabulary
+//! One table: text ids `[0, Vt)`, then `Lt` pad slots `[Vt, Vt+Lt)` (Bi-DALL-E replaces the
+//! `[PAD]` at text position `p` by `Vt+p`, spec §3.1), then image codes `[Vt+Lt, Vt+Lt+K)`. The head
+//! scores the whole table; the logit mask leaves text ids at text-predicting positions and image
+//! ids at image-predicting positions, so pad slots are never emitted.
+//!
+//! # Positions
+//! Text positions use a learned table indexed 0..Lt in both directions (as Bi-DALL-E's shared
+//! `text_pos_emb`, spec §13.4); image positions use Bi-DALL-E's fixed 2-D sinusoid or a learned
+//! axial table (row + column).
+
+pub mod masks;
+pub mod sample;
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Module};
+use tch::{Kind, Tensor};
+
+pub use masks::{AttnType, Direction, Geometry};
+
+/// Text ids the model relies on: the BPE tokenizer's specials (spec §3.1, `tessera_data::text`).
+pub const PAD: i64 = 0;
+pub const CLS: i64 = 1;
+pub const SEP: i64 = 2;
+
+/// Image position embedding (spec §3.1 `pe_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImagePositions {
+    /// 2-D sinusoid, not trained (Bi-DALL-E's run config).
+    Fixed,
+    /// Learned row table + learned column table.
+    Learned,
+}
+
+/// How `[PAD]` text tokens enter the model. Pad keys are hidden from attention in both modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PadTokens {
+    /// Bi-DALL-E: the pad at text position `p` becomes its own token `Vt + p` (spec §3.1).
+    Unique,
+    /// One shared `[PAD]` embedding.
+    Shared,
+}
+
+/// `[model]` of a generator run. Defaults are Bi-DALL-E's MNIST64x64 run (spec §3.2, §3.4) with
+/// L-Verse's segment embedding and full attention.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BiartConfig {
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_embd: usize,
+    /// Width of one attention head (Bi-DALL-E: 64; heads·head_dim need not equal n_embd).
+    pub head_dim: usize,
+    /// Text vocabulary size; 0 = take it from the run's tokenizer.
+    pub text_vocab: usize,
+    /// Text tokens per sequence, `[CLS] … [SEP] [PAD]…`.
+    pub text_len: usize,
+    /// Image codebook size; 0 = take it from the tokenizer run.
+    pub image_vocab: usize,
+    /// Side of the code map; 0 = take it from the tokenizer run.
+    pub image_side: usize,
+    pub image_positions: ImagePositions,
+    pub pad_tokens: PadTokens,
+    /// Attention types, cycled over the layers (spec §3.2).
+    pub attn_types: Vec<AttnType>,
+    /// Neighbourhood of `conv_like` layers.
+    pub conv_kernel: usize,
+    /// Add the segment embedding (L-Verse). Off = Bi-DALL-E, where only order and masks tell the
+    /// directions apart.
+    pub segment_embedding: bool,
+    /// Weight of the target modality's cross-entropy (spec §3.3).
+    pub loss_weight: f64,
+    pub dropout: f64,
+}
+
+impl Default for BiartConfig {
+    fn default() -> Self {
+        Self {
+            n_layer: 8,
+            n_head: 8,
+            n_embd: 256,
+            head_dim: 64,
+            text_vocab: 0,
+            text_len: 50,
+            image_vocab: 0,
+            image_side: 0,
+            image_positions: ImagePositions::Fixed,
+            pad_tokens: PadTokens::Unique,
+            attn_types: vec![AttnType::Full],
+            conv_kernel: 5,
+            segment_embedding: true,
+            loss_weight: 7.0,
+            dropout: 0.0,
+        }
+    }
+}
+
+impl BiartConfig {
+    pub fn geometry(&self) -> Geometry {
+        Geometry { text_len: self.text_len, side: self.image_side, kernel: self.conv_kernel }
+    }
+    /// First image id in the shared table.
+    pub fn image_offset(&self) -> i64 {
+        (self.text_vocab + self.text_len) as i64
+    }
+    pub fn vocab_size(&self) -> i64 {
+        self.image_offset() + self.image_vocab as i64
+    }
+    pub fn check(&self) -> Result<(), String> {
+        let bad = |m: &str| Err(format!("[model] {m}"));
+        if self.text_vocab < 5 || self.image_vocab == 0 || self.image_side == 0 {
+            return bad("text_vocab, image_vocab and image_side must be set (they come from the tokenizers)");
+        }
+        if self.text_len < 2 {
+            return bad("text_len must leave room for [CLS] and [SEP]");
+        }
+        if self.n_layer == 0 || self.n_head == 0 || self.head_dim == 0 || self.n_embd == 0 {
+            return bad("n_layer, n_head, head_dim and n_embd must be positive");
+        }
+        if self.attn_types.is_empty() {
+            return bad("attn_types needs at least one entry");
+        }
+        if self.conv_kernel % 2 == 0 {
+            return bad("conv_kernel must be odd");
+        }
+        if !(self.loss_weight >= 0.0) {
+            return bad("loss_weight must be ≥ 0");
+        }
+        Ok(())
+    }
+}
+
+/// Bi-DALL-E's `FixedPositionalEmbedding2D` (spec §3.1): with `c = ⌈dim/4⌉·2` and
+/// `f = 1/10000^(2i/c)`, channels `[sin(x·f), cos(x·f), sin(y·f), cos(y·f)]` (x = column,
+/// y = row), cut to `dim`, flattened row-major.
+///
+/// # Shapes
+/// returns `(side², dim)`
+pub fn fixed_2d_positions(side: usize, dim: usize) -> Tensor {
+    let c = dim.div_ceil(4) * 2;
+    let freqs: Vec<f64> = (0..c).step_by(2).map(|i| 1.0 / 10000f64.powf(i as f64 / c as f64)).collect();
+    let mut out = Vec::with_capacity(side * side * dim);
+    for y in 0..side {
+        for x in 0..side {
+            let mut row = Vec::with_capacity(2 * c);
+            for pos in [x as f64, y as f64] {
+                row.extend(freqs.iter().map(|f| (pos * f).sin()));
+                row.extend(freqs.iter().map(|f| (pos * f).cos()));
+            }
+            out.extend(row[..dim].iter().map(|&v| v as f32));
+        }
+    }
+    Tensor::from_slice(&out).view([(side * side) as i64, dim as i64])
+}
+
+fn linear(p: nn::Path, i: usize, o: usize, bias: bool) -> nn::Linear {
+    let cfg = nn::LinearConfig {
+        ws_init: nn::Init::Randn { mean: 0.0, stdev: 0.02 },
+        bs_init: bias.then_some(nn::Init::Const(0.0)),
+        bias,
+    };
+    nn::linear(p, i as i64, o as i64, cfg)
+}
+
+fn layer_norm(p: nn::Path, n: usize) -> nn::LayerNorm {
+    nn::layer_norm(p, vec![n as i64], Default::default())
+}
+
+/// Keys and values of every layer for the positions processed so far.
+#[derive(Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl KvCache {
+    /// Positions held.
+    pub fn len(&self) -> i64 {
+        self.layers.first().and_then(|l| l.as_ref()).map_or(0, |(k, _)| k.size()[2])
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Causal multi-head self-attention with a fused qkv projection.
+#[derive(Debug)]
+struct SelfAttention {
+    qkv: nn::Linear,
+    proj: nn::Linear,
+    n_head: i64,
+    head_dim: i64,
+    dropout: f64,
+}
+
+impl SelfAttention {
+    fn new(p: nn::Path, c: &BiartConfig) -> Self {
+        let inner = c.n_head * c.head_dim;
+        Self {
+            qkv: linear(&p / "qkv", c.n_embd, 3 * inner, true),
+            proj: linear(&p / "proj", inner, c.n_embd, true),
+            n_head: c.n_head as i64,
+            head_dim: c.head_dim as i64,
+            dropout: c.dropout,
+        }
+    }
+
+    /// `softmax(q·kᵀ/√d + mask)·v` over the cached keys plus the new ones.
+    ///
+    /// # Shapes
+    /// `x: (B, t, C)`, `mask: (B, 1, t, T)` bool (T = cached + t), `cache`: `(B, H, T−t, D)` each
+    /// → `(B, t, C)`
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        train: bool,
+    ) -> Tensor {
+        let (b, t, _) = x.size3().expect("(B, t, C)");
+        let qkv = self.qkv.forward(x).view([b, t, 3, self.n_head, self.head_dim]).permute([2, 0, 3, 1, 4]);
+        let (q, mut k, mut v) = (qkv.get(0), qkv.get(1), qkv.get(2));
+        if let Some(slot) = cache {
+            if let Some((pk, pv)) = slot.as_ref() {
+                k = Tensor::cat(&[pk, &k], 2);
+                v = Tensor::cat(&[pv, &v], 2);
+            }
+            *slot = Some((k.shallow_clone(), v.shallow_clone()));
+        }
+        let p = if train { self.dropout } else { 0.0 };
+        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), p, false, None, false);
+        self.proj.forward(&y.transpose(1, 2).contiguous().view([b, t, self.n_head * self.head_dim]))
+    }
+}
+
+/// Pre-LN transformer block: `x += attn(ln1(x)); x += mlp(ln2(x))` (spec §1.6).
+#[derive(Debug)]
+struct Block {
+    ln1: nn::LayerNorm,
+    attn: SelfAttention,
+    ln2: nn::LayerNorm,
+    fc: nn::Linear,
+    proj: nn::Linear,
+    kind: AttnType,
+    dropout: f64,
+}
+
+impl Block {
+    fn new(p: nn::Path, c: &BiartConfig, kind: AttnType) -> Self {
+        Self {
+            ln1: layer_norm(&p / "ln1", c.n_embd),
+            attn: SelfAttention::new(&p / "attn", c),
+            ln2: layer_norm(&p / "ln2", c.n_embd),
+            fc: linear(&p / "mlp" / "fc", c.n_embd, 4 * c.n_embd, true),
+            proj: linear(&p / "mlp" / "proj", 4 * c.n_embd, c.n_embd, true),
+            kind,
+            dropout: c.dropout,
+        }
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        train: bool,
+    ) -> Tensor {
+        let x = x + self.attn.forward(&self.ln1.forward(x), mask, cache, train).dropout(self.dropout, train);
+        let h = self.proj.forward(&self.fc.forward(&self.ln2.forward(&x)).gelu("none"));
+        &x + h.dropout(self.dropout, train)
+    }
+}
+
+/// The two cross-entropies of one direction and their weighted mean (spec §3.3).
+#[derive(Debug)]
+pub struct LossParts {
+    /// `(L_cond + w·L_target)/(1 + w)`.
+    pub total: Tensor,
+    /// Cross-entropy of the condition's tokens (text in t2i, image in i2t).
+    pub condition: Tensor,
+    /// Cross-entropy of the target's tokens.
+    pub target: Tensor,
+}
+
+/// The BiART model. Parameter names: `tok_emb`, `seg_emb`, `text_pos_emb`,
+/// `image_pos_{row,col}` (learned positions only), `blocks.{i}.{ln1,attn.qkv,attn.proj,ln2,mlp.fc,mlp.proj}`,
+/// `ln_f`, `head`.
+#[derive(Debug)]
+pub struct Biart {
+    pub config: BiartConfig,
+    pub geometry: Geometry,
+    tok_emb: nn::Embedding,
+    seg_emb: Option<nn::Embedding>,
+    text_pos: Tensor,
+    image_pos: ImagePos,
+    blocks: Vec<Block>,
+    ln_f: nn::LayerNorm,
+    head: nn::Linear,
+    /// `(L, L)` allowed-attention masks per (type, direction).
+    attn_masks: HashMap<(AttnType, Direction), Tensor>,
+    /// `(L, V)` additive logit masks per direction (0 or −∞).
+    logit_masks: HashMap<Direction, Tensor>,
+}
+
+#[derive(Debug)]
+enum ImagePos {
+    Fixed(Tensor),
+    Learned { row: Tensor, col: Tensor },
+}
+
+impl Biart {
+    pub fn new(p: &nn::Path, config: BiartConfig) -> Result<Self, String> {
+        config.check()?;
+        let c = config.n_embd as i64;
+        let emb = |name: &str, n: i64| {
+            nn::embedding(
+                p / name,
+                n,
+                c,
+                nn::EmbeddingConfig {
+                    ws_init: nn::Init::Randn { mean: 0.0, stdev: 0.02 },
+                    ..Default::default()
+                },
+            )
+        };
+        let tok_emb = emb("tok_emb", config.vocab_size());
+        let seg_emb = config.segment_embedding.then(|| emb("seg_emb", 2));
+        let text_pos =
+            p.var("text_pos_emb", &[config.text_len as i64, c], nn::Init::Randn { mean: 0.0, stdev: 0.02 });
+        let side = config.image_side as i64;
+        let image_pos = match config.image_positions {
+            ImagePositions::Fixed => {
+                ImagePos::Fixed(fixed_2d_positions(config.image_side, config.n_embd).to_device(p.device()))
+            }
+            ImagePositions::Learned => ImagePos::Learned {
+                row: p.var("image_pos_row", &[side, c], nn::Init::Randn { mean: 0.0, stdev: 0.02 }),
+                col: p.var("image_pos_col", &[side, c], nn::Init::Randn { mean: 0.0, stdev: 0.02 }),
+            },
+        };
+        let blocks = (0..config.n_layer)
+            .map(|i| Block::new(p / "blocks" / i, &config, config.attn_types[i % config.attn_types.len()]))
+            .collect();
+        let ln_f = layer_norm(p / "ln_f", config.n_embd);
+        let head = linear(p / "head", config.n_embd, config.vocab_size() as usize, false);
+        let geometry = config.geometry();
+        let mut attn_masks = HashMap::new();
+        let mut logit_masks = HashMap::new();
+        for dir in Direction::BOTH {
+            for kind in config.attn_types.iter().copied() {
+                attn_masks
+                    .entry((kind, dir))
+                    .or_insert_with(|| geometry.attention_mask(kind, dir, p.device()));
+            }
+            logit_masks.insert(dir, Self::logit_mask(&config, dir).to_device(p.device()));
+        }
+        Ok(Self {
+            config,
+            geometry,
+            tok_emb,
+            seg_emb,
+            text_pos,
+            image_pos,
+            blocks,
+            ln_f,
+            head,
+            attn_masks,
+            logit_masks,
+        })
+    }
+
+    /// Which ids position `s` may emit (spec §3.1): before [`Geometry::first_target_output`] the
+    /// condition's modality, from it on the target's.
+    ///
+    /// # Shapes
+    /// returns `(L, V)` float, 0 where allowed and −∞ elsewhere
+    fn logit_mask(c: &BiartConfig, dir: Direction) -> Tensor {
+        let g = c.geometry();
+        let (v, off, vt) = (c.vocab_size() as usize, c.image_offset() as usize, c.text_vocab);
+        let split = g.first_target_output(dir);
+        let mut m = vec![f32::NEG_INFINITY; g.total() * v];
+        for s in 0..g.total() {
+            let predicts_image = match dir {
+                Direction::T2i => s >= split,
+                Direction::I2t => s < split,
+            };
+            let range = if predicts_image { off..v } else { 0..vt };
+            m[s * v + range.start..s * v + range.end].fill(0.0);
+        }
+        Tensor::from_slice(&m).view([g.total() as i64, v as i64])
+    }
+
+    /// Allowed ids per position, for tests and callers: `(L, V)` bool.
+    pub fn allowed_logits(&self, dir: Direction) -> Tensor {
+        self.logit_masks[&dir].isfinite()
+    }
+
+    fn positions(&self) -> (Tensor, Tensor) {
+        let image = match &self.image_pos {
+            ImagePos::Fixed(t) => t.shallow_clone(),
+            ImagePos::Learned { row, col } => {
+                let (s, c) = (self.config.image_side as i64, self.config.n_embd as i64);
+                (row.unsqueeze(1) + col.unsqueeze(0)).view([s * s, c])
+            }
+        };
+        (self.text_pos.shallow_clone(), image)
+    }
+
+    /// Vocabulary ids of raw text ids at text positions `p0..p0+n` (pads → their slot).
+    fn text_ids(&self, text: &Tensor, p0: i64) -> Tensor {
+        match self.config.pad_tokens {
+            PadTokens::Shared => text.shallow_clone(),
+            PadTokens::Unique => {
+                let n = text.size()[1];
+                let slots = Tensor::arange_start(p0, p0 + n, (Kind::Int64, text.device()))
+                    + self.config.text_vocab as i64;
+                slots.unsqueeze(0).expand_as(text).where_self(&text.eq(PAD), text)
+            }
+        }
+    }
+
+    /// The full sequence of vocabulary ids for `dir`.
+    ///
+    /// # Shapes
+    /// `text: (B, Lt)` raw BPE ids, `codes: (B, Li)` codebook indices → `(B, L)`
+    pub fn sequence(&self, dir: Direction, text: &Tensor, codes: &Tensor) -> Tensor {
+        let t = self.text_ids(text, 0);
+        let i = codes + self.config.image_offset();
+        match dir {
+            Direction::T2i => Tensor::cat(&[t, i], 1),
+            Direction::I2t => Tensor::cat(&[i, t], 1),
+        }
+    }
+
+    /// Key-padding keep-mask for `dir` given the text (`[PAD]` keys hidden).
+    ///
+    /// # Shapes
+    /// `text: (B, Lt)` → `(B, L)` bool
+    pub fn key_keep(&self, dir: Direction, text: &Tensor) -> Tensor {
+        let b = text.size()[0];
+        let ones = Tensor::ones([b, self.geometry.image_len() as i64], (Kind::Bool, text.device()));
+        let t = text.ne(PAD);
+        match dir {
+            Direction::T2i => Tensor::cat(&[t, ones], 1),
+            Direction::I2t => Tensor::cat(&[ones, t], 1),
+        }
+    }
+
+    /// Embeddings of `ids` at absolute positions `p0..p0+t`.
+    fn embed(&self, ids: &Tensor, dir: Direction, p0: i64) -> Tensor {
+        let t = ids.size()[1];
+        let (text_pos, image_pos) = self.positions();
+        let pos = match dir {
+            Direction::T2i => Tensor::cat(&[text_pos, image_pos], 0),
+            Direction::I2t => Tensor::cat(&[image_pos, text_pos], 0),
+        }
+        .narrow(0, p0, t);
+        let mut x = self.tok_emb.forward(ids) + pos.unsqueeze(0);
+        if let Some(seg) = &self.seg_emb {
+            let g = &self.geometry;
+            let segs: Vec<i64> = (p0..p0 + t).map(|p| g.segment(dir, p as usize)).collect();
+            let s = Tensor::from_slice(&segs).to_device(x.device());
+            x += seg.forward(&s).unsqueeze(0);
+        }
+        x
+    }
+
+    /// Logits for the tokens `ids` at absolute positions `p0..p0+t`, attending to the cache (if
+    /// any) and to each other. With a cache, `p0` must equal the cache length.
+    ///
+    /// # Shapes
+    /// `ids: (B, t)` vocabulary ids, `keep: (B, L)` bool → `(B, t, V)` masked logits
+    pub fn forward_from(
+        &self,
+        ids: &Tensor,
+        dir: Direction,
+        p0: i64,
+        keep: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        train: bool,
+    ) -> Tensor {
+        let t = ids.size()[1];
+        let end = p0 + t;
+        assert!(
+            end <= self.geometry.total() as i64,
+            "sequence longer than the model's {}",
+            self.geometry.total()
+        );
+        if let Some(c) = cache.as_deref_mut() {
+            assert_eq!(c.len(), p0, "KV cache holds {} positions, the new tokens start at {p0}", c.len());
+            c.layers.resize_with(self.blocks.len(), || None);
+        }
+        let keys = keep.narrow(1, 0, end).unsqueeze(1).unsqueeze(1);
+        let mut masks: HashMap<AttnType, Tensor> = HashMap::new();
+        let mut x = self.embed(ids, dir, p0).dropout(self.config.dropout, train);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let mask = masks.entry(block.kind).or_insert_with(|| {
+                let m = self.attn_masks[&(block.kind, dir)].narrow(0, p0, t).narrow(1, 0, end);
+                m.unsqueeze(0).unsqueeze(0).logical_and(&keys)
+            });
+            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            x = block.forward(&x, mask, slot, train);
+        }
+        let logits = self.head.forward(&self.ln_f.forward(&x));
+        logits + self.logit_masks[&dir].narrow(0, p0, t).unsqueeze(0)
+    }
+
+    /// Weighted cross-entropy of one direction (spec §3.3):
+    /// `L = (CE_condition + w·CE_target)/(1 + w)`, text `[PAD]` targets ignored. Input is the
+    /// sequence without its last token; position `s` predicts token `s+1`.
+    ///
+    /// # Shapes
+    /// `text: (B, Lt)`, `codes: (B, Li)`
+    pub fn loss(&self, dir: Direction, text: &Tensor, codes: &Tensor, train: bool) -> LossParts {
+        let seq = self.sequence(dir, text, codes);
+        let l = seq.size()[1];
+        let input = seq.narrow(1, 0, l - 1);
+        let keep = self.key_keep(dir, text);
+        let logits = self.forward_from(&input, dir, 0, &keep, None, train);
+        let text_t = text.masked_fill(&text.eq(PAD), -100);
+        let img_t = codes + self.config.image_offset();
+        let targets = match dir {
+            Direction::T2i => Tensor::cat(&[text_t.narrow(1, 1, text.size()[1] - 1), img_t], 1),
+            Direction::I2t => Tensor::cat(&[img_t.narrow(1, 1, codes.size()[1] - 1), text_t], 1),
+        };
+        let split = self.geometry.first_target_output(dir) as i64;
+        let v = self.config.vocab_size();
+        let ce = |from: i64, n: i64| {
+            logits.narrow(1, from, n).reshape([-1, v]).cross_entropy_loss::<Tensor>(
+                &targets.narrow(1, from, n).reshape([-1]),
+                None,
+                tch::Reduction::Mean,
+                -100,
+                0.0,
+            )
+        };
+        let condition = ce(0, split);
+        let target = ce(split, l - 1 - split);
+        let w = self.config.loss_weight;
+        let total = (&condition + &target * w) / (1.0 + w);
+        LossParts { total, condition, target }
+    }
+}
+
+#[cfg(test)]
+mod tests;
