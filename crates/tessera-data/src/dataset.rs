@@ -28,3 +28,34 @@ pub trait Dataset: Send + Sync {
         Vec::new()
     }
 }
+
+/// The first `len` samples of another dataset (e.g. the training images a generator's codes were
+/// computed for).
+#[derive(Clone)]
+pub struct Subset {
+    pub inner: std::sync::Arc<dyn Dataset>,
+    pub len: usize,
+}
+
+impl Subset {
+    /// `len` 0 or beyond the end means the whole dataset.
+    pub fn new(inner: std::sync::Arc<dyn Dataset>, len: usize) -> Self {
+        let n = inner.len();
+        Self { inner, len: if len == 0 { n } else { len.min(n) } }
+    }
+}
+
+impl Dataset for Subset {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn get(&self, index: usize, rng: &mut ChaCha8Rng) -> Result<Sample> {
+        self.inner.get(index, rng)
+    }
+    fn describe(&self) -> String {
+        format!("first {} of {}", self.len, self.inner.describe())
+    }
+    fn skipped(&self) -> Vec<(std::path::PathBuf, String)> {
+        self.inner.skipped()
+    }
+}

@@ -22,7 +22,7 @@ pub mod text;
 pub mod transform;
 
 pub use config::{DataConfig, SourceKind};
-pub use dataset::{Dataset, Sample};
+pub use dataset::{Dataset, Sample, Subset};
 pub use error::{DataError, Result};
 pub use folder::{FakeData, ImageFolder, Resize};
 pub use loader::{Batch, DataLoader, LoaderConfig};

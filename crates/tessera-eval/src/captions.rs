@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tessera_data::mnist64::{Colour, Location, Triple};
 
 /// Counts of one bucket.
@@ -27,7 +27,7 @@ pub struct Counts {
 }
 
 /// Accuracies of one bucket, as reported.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Accuracy {
     pub acc: f64,
     pub colour_acc: f64,

@@ -8,9 +8,13 @@
 //!   validation and checkpoints, exact resume.
 //! - [`tokenizer`]: the VQGAN / TE-VQGAN task (spec §1.4, §1.5, §2.8).
 //! - [`perceptual`]: trains Tessera's in-domain perceptual network.
+//! - [`classifier`]: trains the T2I evaluation classifier (spec §3.6).
+//! - [`generator`]: the BiART task and its T2I/I2T evaluation (spec §3, §4.7, §9.1).
 
 pub mod checkpoint;
+pub mod classifier;
 pub mod error;
+pub mod generator;
 pub mod metrics;
 pub mod perceptual;
 pub mod runner;

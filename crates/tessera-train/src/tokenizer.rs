@@ -309,6 +309,37 @@ impl TokenizerTask {
         Ok((out.reconstruction, out.quant.indices))
     }
 
+    /// Code indices of `x` in eval mode (EMA weights if configured), row-major per image.
+    ///
+    /// # Shapes
+    /// `x: (B, 3, H, W)` in `[-1, 1]` → `(B, h·w)` int64
+    pub fn encode_codes(&mut self, x: &Tensor) -> Result<Tensor> {
+        if let Some(e) = &mut self.ema {
+            e.swap();
+        }
+        let out = tch::no_grad(|| self.model.encode(x, false));
+        if let Some(e) = &mut self.ema {
+            e.swap();
+        }
+        Ok(out?.indices.view([x.size()[0], -1]))
+    }
+
+    /// Images in `[-1, 1]` from code indices (eval mode, EMA weights if configured).
+    ///
+    /// # Shapes
+    /// `codes: (B, h·w)` → `(B, 3, H, W)`
+    pub fn decode_codes(&mut self, codes: &Tensor) -> Tensor {
+        let side = self.config.model.latent_side();
+        if let Some(e) = &mut self.ema {
+            e.swap();
+        }
+        let x = tch::no_grad(|| self.model.decode_indices(&codes.view([-1, side, side])).clamp(-1.0, 1.0));
+        if let Some(e) = &mut self.ema {
+            e.swap();
+        }
+        x
+    }
+
     /// Validation metrics over `val_batches` of the validation split and the translated set.
     pub fn evaluate(&mut self) -> Result<Record> {
         let mut rec = Record::new();

@@ -1,0 +1,645 @@
+//! Training and evaluating BiART (stage 2) on the codes of a trained tokenizer.
+//!
+//! - The tokenizer run is frozen; its codes for the first `codes.train_images` training images are
+//!   computed once and cached in the run (`codes_train.safetensors`).
+//! - The caption tokenizer is BPE as Bi-DALL-E (spec §2.6, §3.1), trained on training captions
+//!   and saved in the run as `tokenizer.json` (or copied from `text.tokenizer`).
+//! - Each step trains both directions: by default one optimiser step on the mean of the t2i and
+//!   i2t losses; `directions = "separate"` is Bi-DALL-E's `alternate` (an i2t step, then a t2i
+//!   step, each with its own clipping and update, spec §3.3, §13.4).
+//! - AdamW without weight decay on biases, norms, embeddings and positions (minGPT, spec §1.6),
+//!   warm-up + cosine schedule, gradient clipping; the shared loop gives checkpoints, exact
+//!   resume, NaN guard, progress and metrics.
+//! - Evaluation (spec §3.6, §9.1): T2I and I2T accuracy per bucket with the evaluation classifier
+//!   and the caption parser.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tch::nn::VarStore;
+use tch::{Device, Tensor};
+use tessera_data::mnist64::{parse_caption, Split};
+use tessera_data::tensor::{images_to_tensor, tensor_to_images};
+use tessera_data::{Batch, DataConfig, DataLoader, Dataset, LoaderConfig, Subset, TextTokenizer};
+use tessera_eval::captions::{Accuracy, CaptionScores};
+use tessera_models::biart::sample::SampleConfig;
+use tessera_models::biart::{Biart, BiartConfig, Direction};
+use tessera_nn::optim::{Adam, AdamConfig};
+
+use crate::classifier::Classifier;
+use crate::error::{Result, TrainError};
+use crate::metrics::Record;
+use crate::runner::{LoopConfig, Task};
+use crate::schedule::{lr_at, Decay};
+use crate::tokenizer::TokenizerTask;
+use crate::checkpoint;
+
+/// How the two directions share a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectionSteps {
+    /// One optimiser step on `(L_t2i + L_i2t)/2`.
+    Joint,
+    /// Bi-DALL-E's `alternate`: an i2t step, then a t2i step.
+    Separate,
+}
+
+/// `[optim]` of a generator run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GenOptimConfig {
+    pub learning_rate: f64,
+    pub adam: AdamConfig,
+    pub warmup_steps: i64,
+    pub decay: Decay,
+    pub min_lr_ratio: f64,
+    /// 0 = no clipping.
+    pub clip_grad_norm: f64,
+}
+
+impl Default for GenOptimConfig {
+    /// Bi-DALL-E's lr 1e-3 and clip 1.0 (spec §3.4); minGPT's AdamW (0.9, 0.95), decay 0.01.
+    fn default() -> Self {
+        Self {
+            learning_rate: 1e-3,
+            adam: AdamConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.01, decoupled: true },
+            warmup_steps: 200,
+            decay: Decay::Cosine,
+            min_lr_ratio: 0.1,
+            clip_grad_norm: 1.0,
+        }
+    }
+}
+
+/// `[text]`: the caption tokenizer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TextConfig {
+    /// Use this `tokenizer.json` instead of training one.
+    pub tokenizer: Option<PathBuf>,
+    /// BPE vocabulary target (MNIST64x64's 17 words end near 78, as Bi-DALL-E).
+    pub vocab_size: usize,
+    /// Training images whose captions train the BPE.
+    pub corpus_images: usize,
+}
+
+impl Default for TextConfig {
+    fn default() -> Self {
+        Self { tokenizer: None, vocab_size: 128, corpus_images: 5000 }
+    }
+}
+
+/// `[codes]`: which training images the generator sees.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CodesConfig {
+    /// The first N training images (0 = all).
+    pub train_images: usize,
+    pub batch_size: usize,
+}
+
+impl Default for CodesConfig {
+    fn default() -> Self {
+        Self { train_images: 0, batch_size: 64 }
+    }
+}
+
+/// `[eval]` of a generator run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GenEvalConfig {
+    /// Validation images for the validation losses.
+    pub loss_images: usize,
+    /// Validation images captioned during training-time validation (I2T accuracy).
+    pub i2t_images: usize,
+    /// Images per split for `eval generator`.
+    pub images: usize,
+    pub splits: Vec<Split>,
+    pub batch_size: usize,
+    /// Seed of evaluation sampling.
+    pub seed: u64,
+}
+
+impl Default for GenEvalConfig {
+    fn default() -> Self {
+        Self {
+            loss_images: 256,
+            i2t_images: 64,
+            images: 500,
+            splits: vec![Split::Validation, Split::TestUnseen],
+            batch_size: 50,
+            seed: 42,
+        }
+    }
+}
+
+/// A generator run's whole configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeneratorRunConfig {
+    /// The tokenizer run whose codes the generator models.
+    pub tokenizer: PathBuf,
+    pub data: DataConfig,
+    pub model: BiartConfig,
+    pub optim: GenOptimConfig,
+    pub directions: DirectionSteps,
+    pub text: TextConfig,
+    pub codes: CodesConfig,
+    pub sample: SampleConfig,
+    pub eval: GenEvalConfig,
+    pub train: LoopConfig,
+}
+
+impl Default for GeneratorRunConfig {
+    fn default() -> Self {
+        Self {
+            tokenizer: PathBuf::from("runs/quick-te"),
+            data: DataConfig::default(),
+            model: BiartConfig::default(),
+            optim: GenOptimConfig::default(),
+            directions: DirectionSteps::Joint,
+            text: TextConfig::default(),
+            codes: CodesConfig::default(),
+            sample: SampleConfig::default(),
+            eval: GenEvalConfig::default(),
+            train: LoopConfig { max_steps: 20_000, ..LoopConfig::default() },
+        }
+    }
+}
+
+/// A BiART run: the model, its optimiser, the frozen tokenizer and the cached codes.
+pub struct GeneratorTask {
+    pub config: GeneratorRunConfig,
+    pub device: Device,
+    pub vs: VarStore,
+    pub model: Biart,
+    pub tokenizer: TokenizerTask,
+    pub text: TextTokenizer,
+    opt: Adam,
+    train_codes: Tensor,
+    val_codes: Tensor,
+    val_captions: Vec<String>,
+    truncated_warned: bool,
+}
+
+/// Encode the first `n` images of `ds` with the tokenizer; also return their first captions.
+fn encode_dataset(
+    tok: &mut TokenizerTask,
+    ds: Arc<dyn Dataset>,
+    n: usize,
+    batch: usize,
+    device: Device,
+) -> Result<(Tensor, Vec<String>)> {
+    let sub: Arc<dyn Dataset> = Arc::new(Subset::new(ds, n));
+    let total = sub.len();
+    let loader = DataLoader::new(sub, LoaderConfig::eval(batch), device);
+    let pb = indicatif::ProgressBar::new(total as u64).with_style(
+        indicatif::ProgressStyle::with_template("encoding {pos}/{len} images [{bar:30}] eta {eta}").expect("valid"),
+    );
+    let (mut codes, mut captions) = (Vec::new(), Vec::new());
+    for b in loader.epoch(0) {
+        let b = b?;
+        pb.inc(b.indices.len() as u64);
+        codes.push(tok.encode_codes(&b.images)?.to_device(Device::Cpu));
+        captions.extend(b.captions);
+    }
+    pb.finish_and_clear();
+    if codes.is_empty() {
+        return Err(TrainError::Invalid("no images to encode".into()));
+    }
+    Ok((Tensor::cat(&codes, 0), captions))
+}
+
+/// Which parameters get weight decay (minGPT: Linear weights only).
+fn decays(name: &str) -> bool {
+    name.ends_with(".weight") && (name.contains(".attn.") || name.contains(".mlp.") || name.starts_with("head."))
+}
+
+impl GeneratorTask {
+    /// Build the task for run directory `dir` (where the caption tokenizer and code cache live).
+    pub fn new(mut config: GeneratorRunConfig, device: Device, root: &Path, dir: &Path) -> Result<Self> {
+        let tok_ckpt = config.tokenizer.join("checkpoints/last.safetensors");
+        if !tok_ckpt.exists() {
+            return Err(TrainError::Invalid(format!(
+                "the generator's tokenizer run {} has no checkpoint ({}); train it first with `tessera train tokenizer --out {}` or set `tokenizer = ...`",
+                config.tokenizer.display(),
+                tok_ckpt.display(),
+                config.tokenizer.display()
+            )));
+        }
+        let mut tokenizer = crate::tokenizer::load_run(&config.tokenizer, device, root)?;
+        std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+        let text = Self::caption_tokenizer(&config, root, dir)?;
+        let m = &mut config.model;
+        let (vt, k, side) = (
+            text.vocab_size(),
+            tokenizer.config.quantizer.num_codes as usize,
+            tokenizer.config.model.latent_side() as usize,
+        );
+        for (name, field, want) in
+            [("text_vocab", &mut m.text_vocab, vt), ("image_vocab", &mut m.image_vocab, k), ("image_side", &mut m.image_side, side)]
+        {
+            if *field == 0 {
+                *field = want;
+            } else if *field != want {
+                return Err(TrainError::Invalid(format!(
+                    "[model] {name} = {field} but the tokenizers give {want}; remove the key to take it from them"
+                )));
+            }
+        }
+        config.sample.check().map_err(TrainError::Invalid)?;
+        tch::manual_seed(config.train.seed as i64);
+        let vs = VarStore::new(device);
+        let model = Biart::new(&vs.root(), config.model.clone()).map_err(TrainError::Invalid)?;
+        let mut params: Vec<(String, Tensor, bool)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .map(|(n, t)| {
+                let d = decays(&n);
+                (n, t, d)
+            })
+            .collect();
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        let opt = Adam::new(params, config.optim.learning_rate, config.optim.adam.clone());
+        // Codes: cached in the run, checked against the tokenizer on a few images.
+        let train_set = config.data.open(Split::Train, root)?;
+        let cache = dir.join("codes_train.safetensors");
+        let want = Subset::new(train_set.clone(), config.codes.train_images).len;
+        let cached = Tensor::read_safetensors(&cache).ok().and_then(|v| v.into_iter().find(|(n, _)| n == "codes"));
+        let train_codes = match cached {
+            Some((_, c)) if c.size()[0] as usize == want && Self::cache_matches(&mut tokenizer, &train_set, &c, device)? => c,
+            _ => {
+                let (c, _) = encode_dataset(&mut tokenizer, train_set, want, config.codes.batch_size, device)?;
+                let tmp = dir.join(".codes_train.safetensors.tmp");
+                Tensor::write_safetensors(&[("codes", &c)], &tmp)?;
+                std::fs::rename(&tmp, &cache).map_err(|e| TrainError::io(&cache, e))?;
+                c
+            }
+        }
+        .to_device(device);
+        let val_set = config.data.open(Split::Validation, root)?;
+        let n_val = config.eval.loss_images.max(config.eval.i2t_images);
+        let (val_codes, val_captions) = encode_dataset(&mut tokenizer, val_set, n_val, config.codes.batch_size, device)?;
+        Ok(Self {
+            config,
+            device,
+            vs,
+            model,
+            tokenizer,
+            text,
+            opt,
+            train_codes,
+            val_codes: val_codes.to_device(device),
+            val_captions,
+            truncated_warned: false,
+        })
+    }
+
+    fn cache_matches(tok: &mut TokenizerTask, ds: &Arc<dyn Dataset>, cached: &Tensor, device: Device) -> Result<bool> {
+        let n = cached.size()[0].min(4) as usize;
+        let (fresh, _) = encode_dataset(tok, ds.clone(), n, n, device)?;
+        Ok(fresh.equal(&cached.narrow(0, 0, n as i64)))
+    }
+
+    fn caption_tokenizer(config: &GeneratorRunConfig, root: &Path, dir: &Path) -> Result<TextTokenizer> {
+        let path = dir.join("tokenizer.json");
+        if let Some(p) = &config.text.tokenizer {
+            let t = TextTokenizer::load(p)?;
+            t.save(&path)?;
+            return Ok(t);
+        }
+        if path.exists() {
+            return Ok(TextTokenizer::load(&path)?);
+        }
+        let ds = config.data.open(Split::Train, root)?;
+        let mut rng = tessera_data::mnist64::stream(0, 0, 0);
+        let n = config.text.corpus_images.min(ds.len());
+        let mut corpus = Vec::new();
+        for i in 0..n {
+            corpus.extend(ds.get(i, &mut rng)?.captions);
+        }
+        if corpus.is_empty() {
+            return Err(TrainError::Invalid("the training set has no captions to train the text tokenizer".into()));
+        }
+        let t = TextTokenizer::train(corpus.iter(), config.text.vocab_size)?;
+        t.save(&path)?;
+        Ok(t)
+    }
+
+    /// Caption ids, `(B, Lt)`.
+    pub fn encode_captions(&mut self, captions: &[String]) -> Result<Tensor> {
+        let lt = self.config.model.text_len;
+        let mut ids = Vec::with_capacity(captions.len() * lt);
+        for c in captions {
+            let e = self.text.encode(c, lt)?;
+            if e.truncated && !self.truncated_warned {
+                tracing::warn!("caption longer than text_len = {lt} tokens was cut: {c:?}");
+                self.truncated_warned = true;
+            }
+            ids.extend(e.ids);
+        }
+        Ok(Tensor::from_slice(&ids).view([captions.len() as i64, lt as i64]).to_device(self.device))
+    }
+
+    /// Images in `[-1, 1]` for captions (t2i), `n` per caption.
+    pub fn text_to_image(&mut self, captions: &[String], cfg: &SampleConfig) -> Result<Tensor> {
+        let text = self.encode_captions(captions)?;
+        let codes = self.model.generate(Direction::T2i, &text, cfg);
+        Ok(self.tokenizer.decode_codes(&codes))
+    }
+
+    /// Captions for images in `[-1, 1]` (i2t).
+    pub fn image_to_text(&mut self, images: &Tensor, cfg: &SampleConfig) -> Result<Vec<String>> {
+        let codes = self.tokenizer.encode_codes(&images.to_device(self.device))?;
+        self.codes_to_text(&codes, cfg)
+    }
+
+    fn codes_to_text(&mut self, codes: &Tensor, cfg: &SampleConfig) -> Result<Vec<String>> {
+        let ids = self.model.generate(Direction::I2t, codes, cfg).to_device(Device::Cpu);
+        (0..ids.size()[0])
+            .map(|i| Ok(self.text.decode(&Vec::<i64>::try_from(ids.get(i)).expect("int64"))?))
+            .collect()
+    }
+
+    fn one_step(&mut self, loss: &Tensor, step: i64, what: &str) -> Result<f64> {
+        let l = loss.double_value(&[]);
+        if !l.is_finite() {
+            return Err(TrainError::NonFinite { step, what: what.into() });
+        }
+        self.opt.zero_grad();
+        loss.backward();
+        let norm = if self.config.optim.clip_grad_norm > 0.0 {
+            self.opt.clip_grad_norm(self.config.optim.clip_grad_norm)
+        } else {
+            self.opt.grad_norm()
+        };
+        if !norm.is_finite() {
+            self.opt.zero_grad();
+            return Err(TrainError::NonFinite { step, what: format!("{what} gradient") });
+        }
+        self.opt.step();
+        Ok(norm)
+    }
+
+    /// Validation losses of both directions on the first `eval.loss_images` validation images.
+    fn validation_losses(&mut self) -> Result<Record> {
+        let n = self.config.eval.loss_images.min(self.val_captions.len());
+        let mut rec = Record::new();
+        if n == 0 {
+            return Ok(rec);
+        }
+        let bs = self.config.eval.batch_size.max(1);
+        let mut sums: HashMap<&str, f64> = HashMap::new();
+        for start in (0..n).step_by(bs) {
+            let m = bs.min(n - start);
+            let caps = self.val_captions[start..start + m].to_vec();
+            let text = self.encode_captions(&caps)?;
+            let codes = self.val_codes.narrow(0, start as i64, m as i64);
+            tch::no_grad(|| {
+                for dir in Direction::BOTH {
+                    let parts = self.model.loss(dir, &text, &codes, false);
+                    let w = m as f64 / n as f64;
+                    let (t, tgt) = match dir {
+                        Direction::T2i => ("loss/t2i", "loss/t2i_image"),
+                        Direction::I2t => ("loss/i2t", "loss/i2t_text"),
+                    };
+                    *sums.entry(t).or_default() += parts.total.double_value(&[]) * w;
+                    *sums.entry(tgt).or_default() += parts.target.double_value(&[]) * w;
+                }
+            });
+        }
+        for (k, v) in sums {
+            rec.insert(k.into(), v);
+        }
+        Ok(rec)
+    }
+}
+
+impl Task for GeneratorTask {
+    fn kind(&self) -> &'static str {
+        "biart"
+    }
+
+    fn train_step(&mut self, batch: &Batch, step: i64) -> Result<Record> {
+        let o = &self.config.optim;
+        let lr = lr_at(o.learning_rate, step, self.config.train.max_steps, o.warmup_steps, o.decay, o.min_lr_ratio);
+        self.opt.lr = lr;
+        let text = self.encode_captions(&batch.captions)?;
+        let idx = Tensor::from_slice(&batch.indices.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(self.device);
+        let codes = self.train_codes.index_select(0, &idx);
+        let mut rec = Record::new();
+        rec.insert("lr".into(), lr);
+        match self.config.directions {
+            DirectionSteps::Joint => {
+                let a = self.model.loss(Direction::T2i, &text, &codes, true);
+                let b = self.model.loss(Direction::I2t, &text, &codes, true);
+                let loss = (&a.total + &b.total) / 2.0;
+                let norm = self.one_step(&loss, step, "generator loss")?;
+                rec.insert("loss/total".into(), loss.double_value(&[]));
+                rec.insert("loss/t2i".into(), a.total.double_value(&[]));
+                rec.insert("loss/i2t".into(), b.total.double_value(&[]));
+                rec.insert("loss/t2i_image".into(), a.target.double_value(&[]));
+                rec.insert("loss/i2t_text".into(), b.target.double_value(&[]));
+                rec.insert("grad_norm".into(), norm);
+            }
+            DirectionSteps::Separate => {
+                let mut total = 0.0;
+                for dir in [Direction::I2t, Direction::T2i] {
+                    let p = self.model.loss(dir, &text, &codes, true);
+                    let norm = self.one_step(&p.total, step, &format!("{} loss", dir.name()))?;
+                    let v = p.total.double_value(&[]);
+                    total += v / 2.0;
+                    rec.insert(format!("loss/{}", dir.name()), v);
+                    let key = if dir == Direction::T2i { "loss/t2i_image" } else { "loss/i2t_text" };
+                    rec.insert(key.into(), p.target.double_value(&[]));
+                    rec.insert(format!("grad_norm/{}", dir.name()), norm);
+                }
+                rec.insert("loss/total".into(), total);
+            }
+        }
+        Ok(rec)
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let mut v = checkpoint::vars(&self.vs, "model.");
+        v.extend(self.opt.state("opt."));
+        v
+    }
+
+    fn load_state(&mut self, tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+        checkpoint::restore_vars(&self.vs, "model.", tensors, path)?;
+        self.opt.load_state("opt.", tensors).map_err(|e| TrainError::Mismatch { path: path.into(), reason: e.to_string() })
+    }
+
+    fn validate(&mut self, _step: i64) -> Result<Record> {
+        let mut rec = self.validation_losses()?;
+        let n = self.config.eval.i2t_images.min(self.val_captions.len());
+        if n > 0 {
+            tch::manual_seed(self.config.eval.seed as i64);
+            let mut scores = CaptionScores::new();
+            let bs = self.config.eval.batch_size.max(1);
+            let cfg = self.config.sample.clone();
+            for start in (0..n).step_by(bs) {
+                let m = bs.min(n - start);
+                let codes = self.val_codes.narrow(0, start as i64, m as i64);
+                let generated = self.codes_to_text(&codes, &cfg)?;
+                for (g, truth) in generated.iter().zip(&self.val_captions[start..start + m]) {
+                    scores.add_i2t(&parse_caption(truth), &parse_caption(g));
+                }
+            }
+            rec.insert("i2t_acc".into(), scores.report()["all"].acc);
+        }
+        Ok(rec)
+    }
+
+    fn sample_grid(&mut self, batch: &Batch) -> Result<image::RgbImage> {
+        let n = batch.captions.len().min(4);
+        let cfg = self.config.sample.clone();
+        tch::manual_seed(self.config.eval.seed as i64);
+        let caps = batch.captions[..n].to_vec();
+        let gen = tensor_to_images(&self.text_to_image(&caps, &cfg)?)?;
+        let said = self.image_to_text(&batch.images.narrow(0, 0, n as i64), &cfg)?;
+        let real = tensor_to_images(&batch.images.narrow(0, 0, n as i64))?;
+        let mut rows: Vec<(image::RgbImage, String)> =
+            gen.into_iter().zip(caps).map(|(img, c)| (img, format!("t2i: {c}"))).collect();
+        rows.extend(real.into_iter().zip(said).map(|(img, c)| (img, format!("i2t: {c}"))));
+        Ok(tessera_core::viz::labelled_rows(&rows, 2, 48))
+    }
+
+    fn plots(&self) -> Vec<(&'static str, &'static str, Vec<&'static str>, bool)> {
+        vec![
+            ("train_losses", "train", vec!["loss/total", "loss/t2i", "loss/i2t"], true),
+            ("val_losses", "val", vec!["loss/t2i_image", "loss/i2t_text"], true),
+            ("val_i2t_acc", "val", vec!["i2t_acc"], false),
+        ]
+    }
+}
+
+/// Train a generator into `dir`.
+pub fn train(
+    config: GeneratorRunConfig,
+    device: Device,
+    root: &Path,
+    dir: &Path,
+    resume: bool,
+) -> Result<(GeneratorTask, crate::runner::Summary)> {
+    let mut task = GeneratorTask::new(config, device, root, dir)?;
+    let toml = tessera_core::config::to_toml(&task.config);
+    let train_set: Arc<dyn Dataset> =
+        Arc::new(Subset::new(task.config.data.open(Split::Train, root)?, task.config.codes.train_images));
+    let loader = DataLoader::new(train_set, task.config.data.loader.clone(), device);
+    let cfg = task.config.train.clone();
+    let summary = crate::runner::run(&mut task, &loader, &cfg, dir, &toml, resume)?;
+    Ok((task, summary))
+}
+
+/// Rebuild a trained generator from its run directory.
+pub fn load_run(dir: &Path, device: Device, root: &Path) -> Result<GeneratorTask> {
+    let ckpt = dir.join("checkpoints/last.safetensors");
+    let ck: checkpoint::Checkpoint<crate::runner::Meta> = checkpoint::load(&ckpt)?;
+    if ck.meta.kind != "biart" {
+        return Err(TrainError::Mismatch { path: ckpt, reason: format!("it is a {} run, not a generator", ck.meta.kind) });
+    }
+    let config: GeneratorRunConfig = tessera_core::config::load_str(&ck.meta.config, &[], &ckpt.display().to_string())
+        .map_err(|e| TrainError::Invalid(e.to_string()))?;
+    let mut task = GeneratorTask::new(config, device, root, dir)?;
+    task.load_state(&ck.tensors, &ckpt)?;
+    Ok(task)
+}
+
+/// T2I and I2T accuracy on one split.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SplitScores {
+    pub images: usize,
+    pub t2i: BTreeMap<String, Accuracy>,
+    pub i2t: BTreeMap<String, Accuracy>,
+}
+
+/// Evaluate on the first `n` images of `split` (spec §9.1). Writes `t2i_{split}.png` and
+/// `i2t_{split}.png` (the first 8 of each) into `samples_dir` if given.
+pub fn evaluate_split(
+    task: &mut GeneratorTask,
+    classifier: &Classifier,
+    split: Split,
+    n: usize,
+    root: &Path,
+    samples_dir: Option<&Path>,
+) -> Result<SplitScores> {
+    let ds = task.config.data.open(split, root)?;
+    let sub: Arc<dyn Dataset> = Arc::new(Subset::new(ds, n));
+    let images = sub.len();
+    let loader = DataLoader::new(sub, LoaderConfig::eval(task.config.eval.batch_size.max(1)), task.device);
+    let cfg = task.config.sample.clone();
+    let (mut t2i, mut i2t) = (CaptionScores::new(), CaptionScores::new());
+    let (mut t2i_rows, mut i2t_rows) = (Vec::new(), Vec::new());
+    tch::manual_seed(task.config.eval.seed as i64);
+    let pb = indicatif::ProgressBar::new(images as u64).with_style(
+        indicatif::ProgressStyle::with_template(&format!("eval {} {{pos}}/{{len}} [{{bar:30}}] eta {{eta}}", split.name()))
+            .expect("valid"),
+    );
+    for b in loader.epoch(0) {
+        let b = b?;
+        let generated = task.text_to_image(&b.captions, &cfg)?;
+        let gen01 = ((&generated + 1.0) / 2.0).to_device(Device::Cpu);
+        for (i, caption) in b.captions.iter().enumerate() {
+            let gt = parse_caption(caption);
+            let crops: Vec<Tensor> = gt
+                .iter()
+                .map(|t| {
+                    let (r, c) = t.location.origin();
+                    gen01.get(i as i64).narrow(1, r as i64, 28).narrow(2, c as i64, 28)
+                })
+                .collect();
+            if crops.is_empty() {
+                continue;
+            }
+            let preds = classifier.classify(&Tensor::stack(&crops, 0));
+            t2i.add_t2i(&gt, &preds);
+        }
+        let said = task.image_to_text(&b.images, &cfg)?;
+        for (g, truth) in said.iter().zip(&b.captions) {
+            i2t.add_i2t(&parse_caption(truth), &parse_caption(g));
+        }
+        if t2i_rows.len() < 8 {
+            let imgs = tensor_to_images(&generated)?;
+            let real = tensor_to_images(&b.images)?;
+            for (k, img) in imgs.into_iter().enumerate().take(8 - t2i_rows.len()) {
+                t2i_rows.push((img, b.captions[k].clone()));
+                i2t_rows.push((real[k].clone(), said[k].clone()));
+            }
+        }
+        pb.inc(b.indices.len() as u64);
+    }
+    pb.finish_and_clear();
+    if let Some(dir) = samples_dir {
+        std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+        for (name, rows) in [("t2i", &t2i_rows), ("i2t", &i2t_rows)] {
+            let p = dir.join(format!("{name}_{}.png", split.name()));
+            tessera_core::viz::labelled_rows(rows, 2, 48)
+                .save(&p)
+                .map_err(|e| TrainError::Invalid(format!("{}: {e}", p.display())))?;
+        }
+    }
+    Ok(SplitScores { images, t2i: t2i.report(), i2t: i2t.report() })
+}
+
+/// Check an image file for `generate i2t`: RGB of the tokenizer's resolution, as a `(1, 3, H, W)`
+/// tensor in `[-1, 1]`.
+pub fn load_image_for(task: &GeneratorTask, path: &Path) -> Result<Tensor> {
+    let img = image::open(path)
+        .map_err(|e| TrainError::Invalid(format!("{}: cannot read image ({e})", path.display())))?
+        .to_rgb8();
+    let r = task.tokenizer.config.model.resolution as u32;
+    if img.width() != r || img.height() != r {
+        return Err(TrainError::Invalid(format!(
+            "{} is {}×{}, but this generator's tokenizer takes {r}×{r} images",
+            path.display(),
+            img.width(),
+            img.height()
+        )));
+    }
+    Ok(images_to_tensor(&[img])?.to_device(task.device))
+}

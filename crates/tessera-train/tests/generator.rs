@@ -1,0 +1,155 @@
+//! The generator task on real MNIST64x64 captions with a one-step tokenizer: exact resume, a
+//! missing tokenizer, evaluation end to end.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use tch::{Device, Tensor};
+use tessera_data::mnist64::Split;
+use tessera_train::checkpoint;
+use tessera_train::classifier::{train_classifier, Classifier, ClassifierRunConfig};
+use tessera_train::generator::{self, GeneratorRunConfig};
+use tessera_train::runner::Meta;
+use tessera_train::tokenizer::{self, TokenizerRunConfig};
+
+static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn data_root() -> PathBuf {
+    std::env::var_os("TESSERA_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data"))
+}
+
+/// A 64×64 → 8×8 tokenizer trained for one step (its codes are all the generator needs).
+fn tiny_tokenizer(dir: &Path) {
+    let text = r#"
+[data.loader]
+batch_size = 2
+[model]
+ch = 32
+ch_mult = [1, 1, 2, 2]
+num_res_blocks = 1
+attn_resolutions = []
+z_channels = 16
+[quantizer]
+num_codes = 32
+dim = 16
+[loss]
+perceptual_weight = 0.0
+disc_start = 100
+[train]
+max_steps = 1
+validate_every = 0
+image_every = 0
+[eval]
+trans_eq = false
+val_batches = 1
+batch_size = 4
+"#;
+    let cfg: TokenizerRunConfig = tessera_core::config::load_str(text, &[], "test").unwrap();
+    tokenizer::train(cfg, Device::Cpu, &data_root(), dir, false).unwrap();
+}
+
+fn tiny_generator(tok: &Path, max_steps: i64) -> GeneratorRunConfig {
+    let text = format!(
+        r#"
+tokenizer = "{}"
+directions = "separate"
+[data.loader]
+batch_size = 4
+[model]
+n_layer = 2
+n_head = 2
+n_embd = 32
+head_dim = 16
+text_len = 24
+attn_types = ["full", "axial_row", "conv_like"]
+conv_kernel = 3
+[optim]
+warmup_steps = 2
+[text]
+corpus_images = 200
+[codes]
+train_images = 16
+batch_size = 8
+[eval]
+loss_images = 8
+i2t_images = 4
+batch_size = 4
+images = 4
+[train]
+max_steps = {max_steps}
+checkpoint_every = 3
+image_every = 3
+validate_every = 3
+log_every = 1
+"#,
+        tok.display()
+    );
+    tessera_core::config::load_str(&text, &[], "test").unwrap()
+}
+
+fn final_state(dir: &Path) -> HashMap<String, Tensor> {
+    checkpoint::load::<Meta>(&dir.join("checkpoints/last.safetensors")).unwrap().tensors
+}
+
+fn losses(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"train\""))
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("it_per_s");
+            v.to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn generator_resumes_exactly_and_evaluates() {
+    let _serial = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let tok = tempfile::tempdir().unwrap();
+    tiny_tokenizer(tok.path());
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = data_root();
+    generator::train(tiny_generator(tok.path(), 6), Device::Cpu, &root, a.path(), false).unwrap();
+    generator::train(tiny_generator(tok.path(), 3), Device::Cpu, &root, b.path(), false).unwrap();
+    generator::train(tiny_generator(tok.path(), 6), Device::Cpu, &root, b.path(), true).unwrap();
+    let (sa, sb) = (final_state(a.path()), final_state(b.path()));
+    assert_eq!(sa.len(), sb.len());
+    assert!(sa.keys().any(|k| k.starts_with("opt.")) && sa.contains_key("model.seg_emb.weight"));
+    for (k, t) in &sa {
+        assert!(t.equal(&sb[k]), "{k} differs after resume");
+    }
+    let (la, lb) = (losses(a.path()), losses(b.path()));
+    assert_eq!(la.len(), 6);
+    assert_eq!(la, lb);
+    assert!(la[0].contains("loss/t2i_image") && la[0].contains("grad_norm/i2t"));
+    assert!(a.path().join("samples/step_0000006.png").is_file());
+    assert!(a.path().join("tokenizer.json").is_file() && a.path().join("codes_train.safetensors").is_file());
+    let val = std::fs::read_to_string(a.path().join("metrics.jsonl")).unwrap();
+    assert!(val.contains("i2t_acc"), "validation logs the I2T accuracy");
+
+    // Evaluation end to end with a briefly trained classifier.
+    let cdir = tempfile::tempdir().unwrap();
+    let g = tessera_data::DataConfig::default().mnist64(&root).unwrap();
+    let ccfg = ClassifierRunConfig { steps: 2, batch_size: 8, val_crops: 16, ..Default::default() };
+    let report = train_classifier(g, &ccfg, Device::Cpu, cdir.path()).unwrap();
+    assert!((0.0..=1.0).contains(&report.digit_accuracy));
+    let clf = Classifier::load(cdir.path(), Device::Cpu).unwrap();
+    let mut task = generator::load_run(a.path(), Device::Cpu, &root).unwrap();
+    let s = generator::evaluate_split(&mut task, &clf, Split::TestUnseen, 4, &root, Some(a.path())).unwrap();
+    assert_eq!(s.images, 4);
+    assert!(s.t2i["all"].labels >= 4 && s.i2t["all"].labels == s.t2i["all"].labels);
+    assert!(a.path().join("t2i_test-unseen.png").is_file());
+}
+
+#[test]
+fn missing_tokenizer_run_is_a_clear_error() {
+    let _serial = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let cfg = tiny_generator(&d.path().join("no-such-run"), 3);
+    let e = generator::train(cfg, Device::Cpu, &data_root(), &d.path().join("gen"), false).err().unwrap().to_string();
+    assert!(e.contains("no-such-run") && e.contains("tessera train tokenizer"), "{e}");
+}
