@@ -371,8 +371,11 @@ class Biart(nn.Module):
         return tok
 
     @torch.no_grad()
-    def generate(self, d, cond, temperature=1.0, filter_thres=0.9, top_k=None, top_p=None, use_cache=True):
-        """t2i: captions (B, Lt) -> codes (B, Li); i2t: codes (B, Li) -> captions (B, Lt)."""
+    def generate(self, d, cond, temperature=1.0, filter_thres=0.9, top_k=None, top_p=None, use_cache=True,
+                 max_new=None):
+        """t2i: captions (B, Lt) -> codes (B, Li); i2t: codes (B, Li) -> captions (B, Lt).
+        `max_new` (not in Rust; for benchmark warm-ups) stops after that many tokens and returns the
+        raw generated vocabulary ids (B, <= max_new)."""
         c = self.config
         b = cond.shape[0]
         off = c.image_offset
@@ -383,6 +386,8 @@ class Biart(nn.Module):
             cls = torch.full((b, 1), CLS, dtype=torch.long, device=cond.device)
             keep = torch.ones(b, c.total, dtype=torch.bool, device=cond.device)
             prefix, n_new = torch.cat([cond + off, cls], 1), c.text_len - 1
+        if max_new is not None:
+            n_new = min(n_new, max_new)
         cache = [] if use_cache else None
         seq = prefix
         logits = self.forward_from(prefix, d, 0, keep, cache)
@@ -405,6 +410,8 @@ class Biart(nn.Module):
             else:
                 logits = self.forward_from(seq, d, 0, keep, None)
         generated = torch.stack(out, 1)
+        if max_new is not None:
+            return generated
         if d == "t2i":
             return generated - off
         cls = torch.full((b, 1), CLS, dtype=torch.long, device=cond.device)

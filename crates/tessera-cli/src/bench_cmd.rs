@@ -47,6 +47,23 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10.0)]
         ortho: f64,
     },
+    /// BiART: one training step (both directions, clip, AdamW) against benches/biart_step.py, and
+    /// text→image sampling of whole images with the KV cache vs recomputing the prefix every step
+    /// (Bi-DALL-E's way), in image tokens per second.
+    Generator {
+        /// paper (Bi-DALL-E's size: 8 layers × 256, 8 heads of 64, sequence 50 + 256) or tiny.
+        #[arg(long, default_value = "paper")]
+        config: String,
+        #[arg(long, default_value_t = 8)]
+        batch: i64,
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Captions sampled at once.
+        #[arg(long, default_value_t = 8)]
+        sample_batch: i64,
+        #[arg(long, default_value_t = 2)]
+        threads: i32,
+    },
 }
 
 pub fn run(cmd: BenchCommand, device: Device) -> Result<()> {
@@ -71,6 +88,51 @@ pub fn run(cmd: BenchCommand, device: Device) -> Result<()> {
             }
             Ok(())
         }
+        BenchCommand::Generator { config, batch, reps, sample_batch, threads } => {
+            tch::set_num_threads(threads);
+            let ours = generator_times(&config, batch, reps, sample_batch, device)?;
+            let theirs = python_json(&[
+                "benches/biart_step.py",
+                &format!("--config={config}"),
+                &format!("--batch={batch}"),
+                &format!("--reps={reps}"),
+                &format!("--sample-batch={sample_batch}"),
+                &format!("--threads={threads}"),
+            ])?;
+            let num = |v: &serde_json::Value| v.as_f64().context("missing number in the reference's output");
+            let py_train = num(&theirs["train"]["median_s"])?;
+            let py_cache = num(&theirs["sample_cache"]["image_tokens_per_s"])?;
+            let py_nocache = num(&theirs["sample_nocache"]["image_tokens_per_s"])?;
+            println!("BiART {config}, {threads} threads; training step median of {reps}, batch {batch}; t2i sampling of {sample_batch} images");
+            println!("{:<34} {:>12} {:>12} {:>8}", "", "tessera", "pytorch", "ratio");
+            println!(
+                "{:<34} {:>11.3}s {:>11.3}s {:>7.2}×",
+                "training step (t2i + i2t)",
+                ours.train_s,
+                py_train,
+                py_train / ours.train_s
+            );
+            println!(
+                "{:<34} {:>12.0} {:>12.0} {:>7.2}×",
+                "image tokens/s, KV cache",
+                ours.cache_tok_s,
+                py_cache,
+                ours.cache_tok_s / py_cache
+            );
+            println!(
+                "{:<34} {:>12.0} {:>12.0} {:>7.2}×",
+                "image tokens/s, recompute (Bi-DALL-E)",
+                ours.nocache_tok_s,
+                py_nocache,
+                ours.nocache_tok_s / py_nocache
+            );
+            println!(
+                "KV cache speed-up on the same model: tessera {:.1}×, pytorch {:.1}× (goal ≥ 20×)",
+                ours.cache_tok_s / ours.nocache_tok_s,
+                py_cache / py_nocache
+            );
+            Ok(())
+        }
         BenchCommand::Tokenizer { config, batch, reps, threads, ortho } => {
             tch::set_num_threads(threads);
             let ours = tokenizer_step_time(&config, batch, reps, ortho, device)?;
@@ -88,6 +150,116 @@ pub fn run(cmd: BenchCommand, device: Device) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn biart_config(name: &str) -> Result<tessera_models::biart::BiartConfig> {
+    use tessera_models::biart::{AttnType, BiartConfig};
+    let base = BiartConfig { text_vocab: 78, image_vocab: 128, image_side: 16, ..BiartConfig::default() };
+    Ok(match name {
+        "paper" => BiartConfig { attn_types: vec![AttnType::Full], ..base },
+        "tiny" => BiartConfig {
+            n_layer: 4,
+            n_head: 2,
+            n_embd: 16,
+            head_dim: 8,
+            text_vocab: 9,
+            text_len: 6,
+            image_vocab: 7,
+            image_side: 3,
+            conv_kernel: 3,
+            attn_types: vec![AttnType::Full, AttnType::AxialRow, AttnType::AxialCol, AttnType::ConvLike],
+            ..base
+        },
+        other => bail!("unknown bench config `{other}` (paper or tiny)"),
+    })
+}
+
+/// Random captions `[CLS] w… [SEP] [PAD]…` of random lengths, as the PyTorch side.
+fn random_text(b: i64, cfg: &tessera_models::biart::BiartConfig, device: Device) -> Tensor {
+    let lt = cfg.text_len as i64;
+    let words = Tensor::randint_low(5, cfg.text_vocab as i64, [b, lt], (Kind::Int64, device));
+    let len = Tensor::randint_low(3, lt + 1, [b, 1], (Kind::Int64, device));
+    let pos = Tensor::arange(lt, (Kind::Int64, device)).unsqueeze(0);
+    let t = words.where_self(&pos.lt_tensor(&(&len - 1)), &Tensor::zeros_like(&words));
+    let t = Tensor::full_like(&t, tessera_models::biart::SEP).where_self(&pos.eq_tensor(&(&len - 1)), &t);
+    let _ = t.narrow(1, 0, 1).fill_(tessera_models::biart::CLS);
+    t
+}
+
+struct GeneratorTimes {
+    train_s: f64,
+    cache_tok_s: f64,
+    nocache_tok_s: f64,
+}
+
+fn generator_times(
+    cfg_name: &str,
+    batch: i64,
+    reps: usize,
+    sample_batch: i64,
+    device: Device,
+) -> Result<GeneratorTimes> {
+    use tessera_models::biart::sample::SampleConfig;
+    use tessera_models::biart::{Biart, Direction};
+    let cfg = biart_config(cfg_name)?;
+    tch::manual_seed(0);
+    let vs = VarStore::new(device);
+    let model = Biart::new(&vs.root(), cfg.clone()).map_err(anyhow::Error::msg)?;
+    let params = vs
+        .variables()
+        .into_iter()
+        .filter(|(_, t)| t.requires_grad())
+        .map(|(n, t)| {
+            let d = tessera_train::generator::decays(&n);
+            (n, t, d)
+        })
+        .collect();
+    let adam = tessera_nn::optim::AdamConfig {
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: 0.01,
+        decoupled: true,
+    };
+    let mut opt = tessera_nn::optim::Adam::new(params, 1e-3, adam);
+    let text = random_text(batch, &cfg, device);
+    let li = (cfg.image_side * cfg.image_side) as i64;
+    let codes = Tensor::randint(cfg.image_vocab as i64, [batch, li], (Kind::Int64, device));
+    let sync = || {
+        if device.is_cuda() {
+            tch::Cuda::synchronize(0);
+        }
+    };
+    let mut times = Vec::new();
+    for i in 0..=reps {
+        let t = Instant::now();
+        let a = model.loss(Direction::T2i, &text, &codes, true);
+        let b = model.loss(Direction::I2t, &text, &codes, true);
+        let loss = (a.total + b.total) / 2.0;
+        opt.zero_grad();
+        loss.backward();
+        opt.clip_grad_norm(1.0);
+        opt.step();
+        sync();
+        if i > 0 {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let train_s = median(times);
+    let captions = random_text(sample_batch, &cfg, device);
+    let sample = |use_cache: bool| {
+        let sc = SampleConfig { use_cache, ..SampleConfig::default() };
+        tch::manual_seed(1);
+        let t = Instant::now();
+        let out = model.generate(Direction::T2i, &captions, &sc);
+        sync();
+        let dt = t.elapsed().as_secs_f64();
+        (out.numel() as f64) / dt
+    };
+    sample(true); // warm-up
+    let cache_tok_s = sample(true);
+    let nocache_tok_s = sample(false);
+    Ok(GeneratorTimes { train_s, cache_tok_s, nocache_tok_s })
 }
 
 fn tokenizer_step_time(config: &str, batch: i64, reps: usize, ortho: f64, device: Device) -> Result<f64> {
@@ -169,6 +341,11 @@ fn quant_step_time(n: i64, dim: i64, k: i64, reps: usize, device: Device) -> Res
 
 /// Run a PyTorch reference script with the venv's Python and read its `median_s`.
 fn python_median(args: &[&str]) -> Result<f64> {
+    python_json(args)?["median_s"].as_f64().context("no median_s in the reference's output")
+}
+
+/// Run a PyTorch reference script with the venv's Python and parse its last stdout line as JSON.
+fn python_json(args: &[&str]) -> Result<serde_json::Value> {
     let root = std::env::var("TESSERA_ROOT").unwrap_or_else(|_| ".".into());
     let python = Path::new(&root).join(".venv/bin/python");
     if !python.exists() {
@@ -187,6 +364,5 @@ fn python_median(args: &[&str]) -> Result<f64> {
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("parsing `{line}`"))?;
-    v["median_s"].as_f64().context("no median_s in the reference's output")
+    serde_json::from_str(line).with_context(|| format!("parsing `{line}`"))
 }

@@ -3,7 +3,9 @@
 
 mod bench_cmd;
 mod data_cmd;
+mod gen_cmd;
 mod progress;
+mod study_cmd;
 mod train_cmd;
 
 use std::path::PathBuf;
@@ -98,9 +100,15 @@ enum Command {
         #[arg(long, short = 'o')]
         out: PathBuf,
     },
+    /// Sample from a generator run: images from a caption, or captions from images.
+    #[command(subcommand)]
+    Generate(gen_cmd::GenerateCommand),
     /// Turn an original checkpoint into a Tessera run.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Reproduce a paper's study end to end, with a report.
+    #[command(subcommand)]
+    Study(study_cmd::StudyCommand),
     /// Benchmarks against PyTorch on this machine (speed ratios).
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
@@ -128,6 +136,8 @@ enum EvalCommand {
         #[arg(long, default_value_t = 0)]
         batches: usize,
     },
+    /// T2I and I2T accuracy of a generator run per bucket (spec §9.1), as JSON.
+    Generator(gen_cmd::EvalGeneratorArgs),
 }
 
 fn main() {
@@ -152,6 +162,9 @@ fn main() {
             Command::Eval(EvalCommand::Tokenizer { run, batches }) => {
                 train_cmd::eval(&run, batches, &cli.global, device)
             }
+            Command::Eval(EvalCommand::Generator(args)) => gen_cmd::eval(&args, &cli.global, device),
+            Command::Study(cmd) => study_cmd::run(cmd, &cli.global, device),
+            Command::Generate(cmd) => gen_cmd::generate(cmd, &cli.global, device),
             Command::Import(ImportCommand::Taming { checkpoint, config, out }) => {
                 train_cmd::import(&checkpoint, &config, &out, &cli.global, device)
             }

@@ -23,6 +23,30 @@ pub enum TrainCommand {
         #[arg(long)]
         resume: bool,
     },
+    /// Train a BiART generator (text→image and image→text) on a tokenizer run's codes
+    /// (presets: configs/mnist64-biart*.toml).
+    Generator {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[arg(long, short = 'o')]
+        out: PathBuf,
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Train the ResNet-18 evaluation classifier (colour + digit heads) used by T2I accuracy.
+    Classifier {
+        /// Config of the MNIST64x64 data (configs/data-mnist64.toml); defaults otherwise.
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[arg(long, short = 'o')]
+        out: PathBuf,
+        /// Batches of 128 crops.
+        #[arg(long, default_value_t = 1000)]
+        steps: i64,
+        /// Channels of the first stage (64 = torchvision's ResNet-18).
+        #[arg(long, default_value_t = 64)]
+        width: i64,
+    },
     /// Train Tessera's in-domain perceptual network (a substitute for ImageNet VGG16).
     Perceptual {
         #[command(flatten)]
@@ -59,6 +83,31 @@ pub fn train(cmd: TrainCommand, g: &GlobalArgs, device: Device) -> Result<()> {
             }
             Ok(())
         }
+        TrainCommand::Generator { config, out, resume } => {
+            let cfg: tessera_train::generator::GeneratorRunConfig = load_config(&config, &out, resume)?;
+            let t0 = std::time::Instant::now();
+            let (_, summary) = tessera_train::generator::train(cfg, device, &g.data_root(), &out, resume)?;
+            tracing::info!(
+                "trained {} steps in {:.0} s ({} skipped as non-finite); run in {}",
+                summary.steps,
+                t0.elapsed().as_secs_f64(),
+                summary.skipped_non_finite,
+                out.display()
+            );
+            if let Some(v) = summary.last_validation {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            }
+            Ok(())
+        }
+        TrainCommand::Classifier { config, out, steps, width } => {
+            let data: tessera_data::DataConfig = config.source().load()?;
+            let gen = data.mnist64(&g.data_root())?;
+            let mut cfg = tessera_train::classifier::ClassifierRunConfig { steps, ..Default::default() };
+            cfg.model.width = width;
+            let report = tessera_train::classifier::train_classifier(gen, &cfg, device, &out)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
         TrainCommand::Perceptual { config, out, steps } => {
             let data: tessera_data::DataConfig = config.source().load()?;
             let gen = data.mnist64(&g.data_root())?;
@@ -71,7 +120,7 @@ pub fn train(cmd: TrainCommand, g: &GlobalArgs, device: Device) -> Result<()> {
 }
 
 /// A run's config: on --resume the stored one (overrides still apply), else the given one.
-fn load_config(args: &ConfigArgs, out: &Path, resume: bool) -> Result<TokenizerRunConfig> {
+pub fn load_config<T: serde::de::DeserializeOwned>(args: &ConfigArgs, out: &Path, resume: bool) -> Result<T> {
     let stored = out.join("config.toml");
     if resume && stored.is_file() && args.config.is_none() {
         let src = tessera_core::ConfigSource::new(Some(stored), args.overrides.clone());

@@ -8,9 +8,25 @@ use tch::{Kind, Tensor};
 use crate::conv::{conv1x1, Conv3x3, PadMode};
 use crate::swish;
 
-/// `GroupNorm(32, C, eps=1e-6, affine)` (taming's `Normalize`).
+/// `GroupNorm(32, C, eps=1e-6, affine)` (taming's `Normalize`). taming needs `C` divisible by 32;
+/// for the narrower CPU presets (`ch` 16) Tessera uses the largest power of two ≤ 32 that divides
+/// `C`, which leaves every taming configuration unchanged.
 pub fn normalize(p: &nn::Path, channels: i64) -> nn::GroupNorm {
-    nn::group_norm(p, 32, channels, nn::GroupNormConfig { eps: 1e-6, ..Default::default() })
+    nn::group_norm(
+        p,
+        norm_groups(channels),
+        channels,
+        nn::GroupNormConfig { eps: 1e-6, ..Default::default() },
+    )
+}
+
+/// Groups of [`normalize`]: 32, or the largest power of two dividing `channels` below that.
+pub fn norm_groups(channels: i64) -> i64 {
+    let mut g = 32;
+    while channels % g != 0 {
+        g /= 2;
+    }
+    g
 }
 
 /// `h = conv1(swish(norm1(x)))`, `h = conv2(dropout(swish(norm2(h))))`, `out = shortcut(x) + h`,
@@ -207,5 +223,18 @@ impl Module for Upsample {
     fn forward(&self, x: &Tensor) -> Tensor {
         let (_, _, h, w) = x.size4().expect("Upsample takes (B, C, H, W)");
         x.upsample_nearest2d([2 * h, 2 * w], 2.0, 2.0).apply(&self.conv)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn norm_groups_match_taming_where_taming_works() {
+        assert_eq!(norm_groups(128), 32);
+        assert_eq!(norm_groups(32), 32);
+        assert_eq!(norm_groups(16), 16);
+        assert_eq!(norm_groups(48), 16);
     }
 }

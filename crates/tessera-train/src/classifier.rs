@@ -100,7 +100,12 @@ impl Classifier {
 }
 
 /// Train for `cfg.steps` batches and write `dir/classifier.{safetensors,json}`.
-pub fn train_classifier(g: Arc<Mnist64>, cfg: &ClassifierRunConfig, device: Device, dir: &Path) -> Result<ClassifierReport> {
+pub fn train_classifier(
+    g: Arc<Mnist64>,
+    cfg: &ClassifierRunConfig,
+    device: Device,
+    dir: &Path,
+) -> Result<ClassifierReport> {
     let start = std::time::Instant::now();
     tch::manual_seed(cfg.seed as i64);
     let vs = VarStore::new(device);
@@ -108,14 +113,21 @@ pub fn train_classifier(g: Arc<Mnist64>, cfg: &ClassifierRunConfig, device: Devi
     let mut params: Vec<(String, Tensor, bool)> =
         vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, t)| (n, t, false)).collect();
     params.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut opt = Adam::new(params, cfg.learning_rate, AdamConfig { beta1: 0.9, beta2: 0.999, ..AdamConfig::default() });
+    let mut opt = Adam::new(
+        params,
+        cfg.learning_rate,
+        AdamConfig { beta1: 0.9, beta2: 0.999, ..AdamConfig::default() },
+    );
     let to01 = |x: &Tensor| ((x + 1.0) / 2.0).to_device(device);
     let pb = indicatif::ProgressBar::new(cfg.steps as u64).with_style(
-        indicatif::ProgressStyle::with_template("classifier {pos}/{len} [{bar:30}] {per_sec} eta {eta} {msg}")
-            .expect("valid template"),
+        indicatif::ProgressStyle::with_template(
+            "classifier {pos}/{len} [{bar:30}] {per_sec} eta {eta} {msg}",
+        )
+        .expect("valid template"),
     );
     for step in 0..cfg.steps {
-        let (x, d, c) = digit_crops(&g, Split::Train, step as usize * cfg.batch_size, cfg.batch_size, cfg.seed)?;
+        let (x, d, c) =
+            digit_crops(&g, Split::Train, step as usize * cfg.batch_size, cfg.batch_size, cfg.seed)?;
         let out = net.forward_t(&to01(&x), true);
         let loss = out.colour.cross_entropy_for_logits(&c.to_device(device))
             + out.digit.cross_entropy_for_logits(&d.to_device(device));

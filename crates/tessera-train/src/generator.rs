@@ -28,13 +28,13 @@ use tessera_models::biart::sample::SampleConfig;
 use tessera_models::biart::{Biart, BiartConfig, Direction};
 use tessera_nn::optim::{Adam, AdamConfig};
 
+use crate::checkpoint;
 use crate::classifier::Classifier;
 use crate::error::{Result, TrainError};
 use crate::metrics::Record;
 use crate::runner::{LoopConfig, Task};
 use crate::schedule::{lr_at, Decay};
 use crate::tokenizer::TokenizerTask;
-use crate::checkpoint;
 
 /// How the two directions share a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,7 +196,8 @@ fn encode_dataset(
     let total = sub.len();
     let loader = DataLoader::new(sub, LoaderConfig::eval(batch), device);
     let pb = indicatif::ProgressBar::new(total as u64).with_style(
-        indicatif::ProgressStyle::with_template("encoding {pos}/{len} images [{bar:30}] eta {eta}").expect("valid"),
+        indicatif::ProgressStyle::with_template("encoding {pos}/{len} images [{bar:30}] eta {eta}")
+            .expect("valid"),
     );
     let (mut codes, mut captions) = (Vec::new(), Vec::new());
     for b in loader.epoch(0) {
@@ -213,8 +214,9 @@ fn encode_dataset(
 }
 
 /// Which parameters get weight decay (minGPT: Linear weights only).
-fn decays(name: &str) -> bool {
-    name.ends_with(".weight") && (name.contains(".attn.") || name.contains(".mlp.") || name.starts_with("head."))
+pub fn decays(name: &str) -> bool {
+    name.ends_with(".weight")
+        && (name.contains(".attn.") || name.contains(".mlp.") || name.starts_with("head."))
 }
 
 impl GeneratorTask {
@@ -238,9 +240,11 @@ impl GeneratorTask {
             tokenizer.config.quantizer.num_codes as usize,
             tokenizer.config.model.latent_side() as usize,
         );
-        for (name, field, want) in
-            [("text_vocab", &mut m.text_vocab, vt), ("image_vocab", &mut m.image_vocab, k), ("image_side", &mut m.image_side, side)]
-        {
+        for (name, field, want) in [
+            ("text_vocab", &mut m.text_vocab, vt),
+            ("image_vocab", &mut m.image_vocab, k),
+            ("image_side", &mut m.image_side, side),
+        ] {
             if *field == 0 {
                 *field = want;
             } else if *field != want {
@@ -268,11 +272,18 @@ impl GeneratorTask {
         let train_set = config.data.open(Split::Train, root)?;
         let cache = dir.join("codes_train.safetensors");
         let want = Subset::new(train_set.clone(), config.codes.train_images).len;
-        let cached = Tensor::read_safetensors(&cache).ok().and_then(|v| v.into_iter().find(|(n, _)| n == "codes"));
+        let cached =
+            Tensor::read_safetensors(&cache).ok().and_then(|v| v.into_iter().find(|(n, _)| n == "codes"));
         let train_codes = match cached {
-            Some((_, c)) if c.size()[0] as usize == want && Self::cache_matches(&mut tokenizer, &train_set, &c, device)? => c,
+            Some((_, c))
+                if c.size()[0] as usize == want
+                    && Self::cache_matches(&mut tokenizer, &train_set, &c, device)? =>
+            {
+                c
+            }
             _ => {
-                let (c, _) = encode_dataset(&mut tokenizer, train_set, want, config.codes.batch_size, device)?;
+                let (c, _) =
+                    encode_dataset(&mut tokenizer, train_set, want, config.codes.batch_size, device)?;
                 let tmp = dir.join(".codes_train.safetensors.tmp");
                 Tensor::write_safetensors(&[("codes", &c)], &tmp)?;
                 std::fs::rename(&tmp, &cache).map_err(|e| TrainError::io(&cache, e))?;
@@ -282,7 +293,8 @@ impl GeneratorTask {
         .to_device(device);
         let val_set = config.data.open(Split::Validation, root)?;
         let n_val = config.eval.loss_images.max(config.eval.i2t_images);
-        let (val_codes, val_captions) = encode_dataset(&mut tokenizer, val_set, n_val, config.codes.batch_size, device)?;
+        let (val_codes, val_captions) =
+            encode_dataset(&mut tokenizer, val_set, n_val, config.codes.batch_size, device)?;
         Ok(Self {
             config,
             device,
@@ -298,7 +310,12 @@ impl GeneratorTask {
         })
     }
 
-    fn cache_matches(tok: &mut TokenizerTask, ds: &Arc<dyn Dataset>, cached: &Tensor, device: Device) -> Result<bool> {
+    fn cache_matches(
+        tok: &mut TokenizerTask,
+        ds: &Arc<dyn Dataset>,
+        cached: &Tensor,
+        device: Device,
+    ) -> Result<bool> {
         let n = cached.size()[0].min(4) as usize;
         let (fresh, _) = encode_dataset(tok, ds.clone(), n, n, device)?;
         Ok(fresh.equal(&cached.narrow(0, 0, n as i64)))
@@ -322,7 +339,9 @@ impl GeneratorTask {
             corpus.extend(ds.get(i, &mut rng)?.captions);
         }
         if corpus.is_empty() {
-            return Err(TrainError::Invalid("the training set has no captions to train the text tokenizer".into()));
+            return Err(TrainError::Invalid(
+                "the training set has no captions to train the text tokenizer".into(),
+            ));
         }
         let t = TextTokenizer::train(corpus.iter(), config.text.vocab_size)?;
         t.save(&path)?;
@@ -425,10 +444,18 @@ impl Task for GeneratorTask {
 
     fn train_step(&mut self, batch: &Batch, step: i64) -> Result<Record> {
         let o = &self.config.optim;
-        let lr = lr_at(o.learning_rate, step, self.config.train.max_steps, o.warmup_steps, o.decay, o.min_lr_ratio);
+        let lr = lr_at(
+            o.learning_rate,
+            step,
+            self.config.train.max_steps,
+            o.warmup_steps,
+            o.decay,
+            o.min_lr_ratio,
+        );
         self.opt.lr = lr;
         let text = self.encode_captions(&batch.captions)?;
-        let idx = Tensor::from_slice(&batch.indices.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(self.device);
+        let idx = Tensor::from_slice(&batch.indices.iter().map(|&i| i as i64).collect::<Vec<_>>())
+            .to_device(self.device);
         let codes = self.train_codes.index_select(0, &idx);
         let mut rec = Record::new();
         rec.insert("lr".into(), lr);
@@ -471,7 +498,9 @@ impl Task for GeneratorTask {
 
     fn load_state(&mut self, tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
         checkpoint::restore_vars(&self.vs, "model.", tensors, path)?;
-        self.opt.load_state("opt.", tensors).map_err(|e| TrainError::Mismatch { path: path.into(), reason: e.to_string() })
+        self.opt
+            .load_state("opt.", tensors)
+            .map_err(|e| TrainError::Mismatch { path: path.into(), reason: e.to_string() })
     }
 
     fn validate(&mut self, _step: i64) -> Result<Record> {
@@ -541,10 +570,14 @@ pub fn load_run(dir: &Path, device: Device, root: &Path) -> Result<GeneratorTask
     let ckpt = dir.join("checkpoints/last.safetensors");
     let ck: checkpoint::Checkpoint<crate::runner::Meta> = checkpoint::load(&ckpt)?;
     if ck.meta.kind != "biart" {
-        return Err(TrainError::Mismatch { path: ckpt, reason: format!("it is a {} run, not a generator", ck.meta.kind) });
+        return Err(TrainError::Mismatch {
+            path: ckpt,
+            reason: format!("it is a {} run, not a generator", ck.meta.kind),
+        });
     }
-    let config: GeneratorRunConfig = tessera_core::config::load_str(&ck.meta.config, &[], &ckpt.display().to_string())
-        .map_err(|e| TrainError::Invalid(e.to_string()))?;
+    let config: GeneratorRunConfig =
+        tessera_core::config::load_str(&ck.meta.config, &[], &ckpt.display().to_string())
+            .map_err(|e| TrainError::Invalid(e.to_string()))?;
     let mut task = GeneratorTask::new(config, device, root, dir)?;
     task.load_state(&ck.tensors, &ckpt)?;
     Ok(task)
@@ -577,8 +610,11 @@ pub fn evaluate_split(
     let (mut t2i_rows, mut i2t_rows) = (Vec::new(), Vec::new());
     tch::manual_seed(task.config.eval.seed as i64);
     let pb = indicatif::ProgressBar::new(images as u64).with_style(
-        indicatif::ProgressStyle::with_template(&format!("eval {} {{pos}}/{{len}} [{{bar:30}}] eta {{eta}}", split.name()))
-            .expect("valid"),
+        indicatif::ProgressStyle::with_template(&format!(
+            "eval {} {{pos}}/{{len}} [{{bar:30}}] eta {{eta}}",
+            split.name()
+        ))
+        .expect("valid"),
     );
     for b in loader.epoch(0) {
         let b = b?;

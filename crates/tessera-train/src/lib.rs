@@ -10,6 +10,8 @@
 //! - [`perceptual`]: trains Tessera's in-domain perceptual network.
 //! - [`classifier`]: trains the T2I evaluation classifier (spec §3.6).
 //! - [`generator`]: the BiART task and its T2I/I2T evaluation (spec §3, §4.7, §9.1).
+//! - [`study`]: the resumable TE-VQGAN study (two tokenizers, two generators, every metric);
+//!   [`report`] writes its `report.md` / `report.html`.
 
 pub mod checkpoint;
 pub mod classifier;
@@ -17,8 +19,10 @@ pub mod error;
 pub mod generator;
 pub mod metrics;
 pub mod perceptual;
+pub mod report;
 pub mod runner;
 pub mod schedule;
+pub mod study;
 pub mod tokenizer;
 
 pub use error::TrainError;

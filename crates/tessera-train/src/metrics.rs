@@ -101,3 +101,12 @@ impl MetricsLog {
         img.save(file).map_err(|e| TrainError::Invalid(format!("{}: {e}", file.display())))
     }
 }
+/// `(step, value)` of `key` in `split` from a run's `metrics.jsonl`, read-only (empty if absent).
+pub fn read_series(dir: &Path, split: &str, key: &str) -> Vec<(f64, f64)> {
+    let Ok(text) = std::fs::read_to_string(dir.join("metrics.jsonl")) else { return Vec::new() };
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["split"].as_str() == Some(split))
+        .filter_map(|v| Some((v["step"].as_f64()?, v[key].as_f64()?)))
+        .collect()
+}

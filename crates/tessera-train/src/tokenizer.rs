@@ -174,9 +174,9 @@ impl TokenizerRunConfig {
 
     /// Checks that do not need data.
     pub fn validate(&self) -> Result<()> {
-        if self.quantizer.dim <= 0 || self.model.ch % 32 != 0 {
+        if self.quantizer.dim <= 0 || self.model.ch < 8 || self.model.ch % 8 != 0 {
             return Err(TrainError::Invalid(format!(
-                "model.ch must be a multiple of 32 (GroupNorm(32)), got {}",
+                "model.ch must be a positive multiple of 8 (taming's GroupNorm(32) needs 32; narrower nets use fewer groups), got {}",
                 self.model.ch
             )));
         }

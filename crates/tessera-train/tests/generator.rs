@@ -150,6 +150,9 @@ fn missing_tokenizer_run_is_a_clear_error() {
     let _serial = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
     let d = tempfile::tempdir().unwrap();
     let cfg = tiny_generator(&d.path().join("no-such-run"), 3);
-    let e = generator::train(cfg, Device::Cpu, &data_root(), &d.path().join("gen"), false).err().unwrap().to_string();
+    let e = generator::train(cfg, Device::Cpu, &data_root(), &d.path().join("gen"), false)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("no-such-run") && e.contains("tessera train tokenizer"), "{e}");
 }

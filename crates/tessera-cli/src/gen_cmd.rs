@@ -1,0 +1,158 @@
+//! `tessera generate t2i|i2t` and `tessera eval generator`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use tch::Device;
+use tessera_data::mnist64::Split;
+use tessera_data::tensor::tensor_to_images;
+use tessera_models::biart::sample::SampleConfig;
+use tessera_train::classifier::Classifier;
+use tessera_train::generator::{self, GeneratorTask};
+
+use crate::GlobalArgs;
+
+/// Sampling options; unset ones keep the run's `[sample]` config.
+#[derive(Args, Debug, Clone)]
+pub struct SampleArgs {
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = 0)]
+    pub seed: i64,
+    /// Logits ÷ T; 0 = greedy.
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Keep the k most likely tokens.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Bi-DALL-E's filter_thres (keep the top (1−thres)·V logits).
+    #[arg(long)]
+    pub filter_thres: Option<f64>,
+    /// Nucleus sampling.
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    /// Recompute the whole prefix every step (Bi-DALL-E's way) instead of using the KV cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl SampleArgs {
+    fn apply(&self, base: &SampleConfig) -> Result<SampleConfig> {
+        let mut c = base.clone();
+        if let Some(t) = self.temperature {
+            c.temperature = t;
+        }
+        if self.top_k.is_some() {
+            c.top_k = self.top_k;
+        }
+        if self.filter_thres.is_some() {
+            c.filter_thres = self.filter_thres;
+        }
+        if self.top_p.is_some() {
+            c.top_p = self.top_p;
+        }
+        c.use_cache = !self.no_cache;
+        c.check().map_err(anyhow::Error::msg)?;
+        Ok(c)
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GenerateCommand {
+    /// Images from a caption, written as one grid.
+    T2i {
+        run: PathBuf,
+        caption: String,
+        #[arg(short = 'n', long, default_value_t = 8)]
+        n: usize,
+        #[arg(long, short = 'o')]
+        out: PathBuf,
+        #[command(flatten)]
+        sample: SampleArgs,
+    },
+    /// A caption for each image (stops at [SEP]).
+    I2t {
+        run: PathBuf,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        #[command(flatten)]
+        sample: SampleArgs,
+    },
+}
+
+fn open(run: &Path, g: &GlobalArgs, device: Device) -> Result<GeneratorTask> {
+    generator::load_run(run, device, &g.data_root())
+        .with_context(|| format!("loading generator run {}", run.display()))
+}
+
+pub fn generate(cmd: GenerateCommand, g: &GlobalArgs, device: Device) -> Result<()> {
+    match cmd {
+        GenerateCommand::T2i { run, caption, n, out, sample } => {
+            if caption.trim().is_empty() {
+                bail!("the caption is empty");
+            }
+            if n == 0 {
+                bail!("-n must be at least 1");
+            }
+            let mut task = open(&run, g, device)?;
+            let unknown = task.text.unknown_words(&caption);
+            if !unknown.is_empty() {
+                tracing::warn!(
+                    "words not in the caption vocabulary: {} (they are split into known pieces or become [UNK]; the model never saw them)",
+                    unknown.join(", ")
+                );
+            }
+            let cfg = sample.apply(&task.config.sample)?;
+            tch::manual_seed(sample.seed);
+            let caps = vec![caption.clone(); n];
+            let x = task.text_to_image(&caps, &cfg)?;
+            let imgs = tensor_to_images(&x)?;
+            tessera_core::viz::image_grid(&imgs, n.min(8), 2).save(&out)?;
+            println!("{n} images for {caption:?} -> {}", out.display());
+            Ok(())
+        }
+        GenerateCommand::I2t { run, images, sample } => {
+            let mut task = open(&run, g, device)?;
+            let cfg = sample.apply(&task.config.sample)?;
+            let xs =
+                images.iter().map(|p| generator::load_image_for(&task, p)).collect::<Result<Vec<_>, _>>()?;
+            tch::manual_seed(sample.seed);
+            let captions = task.image_to_text(&tch::Tensor::cat(&xs, 0), &cfg)?;
+            for (p, c) in images.iter().zip(captions) {
+                println!("{}\t{c}", p.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct EvalGeneratorArgs {
+    pub run: PathBuf,
+    /// The evaluation classifier's directory (`tessera train classifier`).
+    #[arg(long)]
+    pub classifier: PathBuf,
+    /// Images per split (default: the run's eval.images).
+    #[arg(long)]
+    pub images: Option<usize>,
+    /// Splits (default: the run's eval.splits: validation, test-unseen).
+    #[arg(long = "split")]
+    pub splits: Vec<Split>,
+}
+
+pub fn eval(args: &EvalGeneratorArgs, g: &GlobalArgs, device: Device) -> Result<()> {
+    let mut task = open(&args.run, g, device)?;
+    let clf = Classifier::load(&args.classifier, device)?;
+    let n = args.images.unwrap_or(task.config.eval.images);
+    let splits = if args.splits.is_empty() { task.config.eval.splits.clone() } else { args.splits.clone() };
+    let mut out = serde_json::Map::new();
+    let samples = args.run.join("eval");
+    for split in splits {
+        let s = generator::evaluate_split(&mut task, &clf, split, n, &g.data_root(), Some(&samples))?;
+        out.insert(split.name().into(), serde_json::to_value(s)?);
+    }
+    let json = serde_json::to_string_pretty(&out)?;
+    tessera_core::fsutil::write_atomic(&args.run.join("eval_generator.json"), json.as_bytes())?;
+    println!("{json}");
+    Ok(())
+}

@@ -1,0 +1,316 @@
+//! The TE-VQGAN study (TE-VQGAN paper, spec §2, §3, §9.1) as one resumable pipeline:
+//! for each seed, a VQGAN tokenizer (λ_o = 0) and a TE-VQGAN tokenizer (λ_o = 10) with everything
+//! else equal, a BiART generator on each, one shared evaluation classifier, and every metric —
+//! Trans_eq_acc, PSNR, SSIM, codebook usage, T2I and I2T accuracy per bucket on validation and
+//! test-unseen.
+//!
+//! Layout of `OUT`:
+//! ```text
+//! classifier/                      evaluation classifier (shared)
+//! seed{s}/{arm}/tokenizer/         tokenizer run (+ eval.json)
+//! seed{s}/{arm}/generator/         generator run (+ eval_generator.json, eval/*.png)
+//! .../stage.json                   written when a stage finishes: it is then skipped
+//! results.json, report.md, report.html, plots/
+//! ```
+//! An interrupted stage continues from its last checkpoint (`--resume` semantics of the loop).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tch::Device;
+use tessera_data::mnist64::Split;
+
+use crate::classifier::{train_classifier, Classifier, ClassifierReport, ClassifierRunConfig};
+use crate::error::{Result, TrainError};
+use crate::generator::{self, GeneratorRunConfig, SplitScores};
+use crate::tokenizer::{self, TokenizerRunConfig};
+
+/// One side of the comparison.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Arm {
+    pub name: String,
+    /// λ_o of the orthogonality regulariser (spec §2.2).
+    pub ortho_weight: f64,
+}
+
+/// A study preset (`configs/study-te-*.toml`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StudyConfig {
+    /// Tokenizer config; each arm overrides `quantizer.ortho.weight`, each seed `train.seed`.
+    pub tokenizer: PathBuf,
+    /// Generator config; `tokenizer` is set to the arm's tokenizer run.
+    pub generator: PathBuf,
+    pub classifier: ClassifierRunConfig,
+    /// Validation batches for the tokenizer metrics (0 = all).
+    pub tokenizer_val_batches: usize,
+    /// Images per split for T2I / I2T accuracy.
+    pub eval_images: usize,
+    pub splits: Vec<Split>,
+    pub arms: Vec<Arm>,
+    /// Seed of seed index 0; index s uses `seed + s`.
+    pub seed: u64,
+}
+
+impl Default for StudyConfig {
+    fn default() -> Self {
+        Self {
+            tokenizer: PathBuf::from("configs/mnist64-te-tiny.toml"),
+            generator: PathBuf::from("configs/mnist64-biart-quick.toml"),
+            classifier: ClassifierRunConfig::default(),
+            tokenizer_val_batches: 10,
+            eval_images: 200,
+            splits: vec![Split::Validation, Split::TestUnseen],
+            arms: vec![
+                Arm { name: "vqgan".into(), ortho_weight: 0.0 },
+                Arm { name: "te-vqgan".into(), ortho_weight: 10.0 },
+            ],
+            seed: 23,
+        }
+    }
+}
+
+/// What one finished stage recorded.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StageRecord {
+    pub seconds: f64,
+}
+
+/// Every number of one (seed, arm).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RunResult {
+    pub seed: u64,
+    pub arm: String,
+    pub tokenizer: BTreeMap<String, f64>,
+    pub generator: BTreeMap<String, SplitScores>,
+    /// Seconds per stage (`tokenizer`, `tokenizer_eval`, `generator`, `generator_eval`).
+    pub seconds: BTreeMap<String, f64>,
+    pub tokenizer_config: String,
+    pub generator_config: String,
+}
+
+/// `results.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StudyResults {
+    pub scale: String,
+    pub seeds: usize,
+    pub config: StudyConfig,
+    pub machine: Machine,
+    pub classifier: ClassifierReport,
+    pub classifier_seconds: f64,
+    pub runs: Vec<RunResult>,
+    /// Wall time of all stages (summed over the sessions that ran them).
+    pub total_seconds: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub torch_threads: i32,
+    pub memory_gib: f64,
+    pub device: String,
+}
+
+impl Machine {
+    pub fn detect(device: Device) -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .map_or_else(|| std::env::consts::ARCH.to_string(), |s| s.trim().to_string());
+        let mem = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+            .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+        Self {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            torch_threads: tch::get_num_threads(),
+            memory_gib: (mem * 10.0).round() / 10.0,
+            device: format!("{device:?}"),
+        }
+    }
+}
+
+fn stage_done(dir: &Path) -> Option<StageRecord> {
+    let text = std::fs::read_to_string(dir.join("stage.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
+    let json = serde_json::to_string_pretty(v).expect("serializable");
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(|e| TrainError::io(d, e))?;
+    }
+    tessera_core::fsutil::write_atomic(path, json.as_bytes()).map_err(|e| TrainError::io(path, e))
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| TrainError::Invalid(format!("{}: {e}", path.display())))
+}
+
+/// Run `work` unless `dir/stage.json` says it finished; record its time.
+fn stage(dir: &Path, name: &str, work: impl FnOnce() -> Result<()>) -> Result<f64> {
+    if let Some(r) = stage_done(dir) {
+        tracing::info!("{name}: done earlier ({:.0} s), skipped", r.seconds);
+        return Ok(r.seconds);
+    }
+    tracing::info!("{name}: starting in {}", dir.display());
+    let t = Instant::now();
+    work()?;
+    let rec = StageRecord { seconds: t.elapsed().as_secs_f64() };
+    write_json(&dir.join("stage.json"), &rec)?;
+    tracing::info!("{name}: finished in {:.0} s", rec.seconds);
+    Ok(rec.seconds)
+}
+
+fn load_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    tessera_core::ConfigSource::new(Some(path.to_path_buf()), Vec::new())
+        .load()
+        .map_err(|e| TrainError::Invalid(e.to_string()))
+}
+
+/// Paths of one (seed, arm).
+pub fn run_dirs(out: &Path, seed_index: usize, arm: &str) -> (PathBuf, PathBuf) {
+    let base = out.join(format!("seed{seed_index}")).join(arm);
+    (base.join("tokenizer"), base.join("generator"))
+}
+
+/// Stages shared by every arm (perceptual net if the tokenizer config needs one, evaluation
+/// classifier). Run once before arms train in parallel processes.
+pub fn prepare(cfg: &StudyConfig, out: &Path, device: Device, root: &Path) -> Result<f64> {
+    std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
+    let tok_base: TokenizerRunConfig = load_toml(&cfg.tokenizer)?;
+    // The in-domain perceptual net the tokenizer config asks for, if it is not there yet.
+    if tok_base.loss.perceptual_weight > 0.0 {
+        if let Some(w) = tok_base.loss.perceptual_weights.clone().filter(|w| !w.exists()) {
+            let dir = w.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            tracing::info!("training the in-domain perceptual network into {}", dir.display());
+            crate::perceptual::train_perceptual(
+                tok_base.data.mnist64(root)?,
+                400,
+                device,
+                &dir,
+                tok_base.data.mnist64.seed,
+            )?;
+        }
+    }
+    let clf_dir = out.join("classifier");
+    let data = tok_base.data.clone();
+    stage(&clf_dir, "evaluation classifier", || {
+        let rep = train_classifier(data.mnist64(root)?, &cfg.classifier, device, &clf_dir)?;
+        tracing::info!(
+            "classifier held-out accuracy: colour {:.3}, digit {:.3}",
+            rep.colour_accuracy,
+            rep.digit_accuracy
+        );
+        Ok(())
+    })
+}
+
+/// Run (or resume) the whole study — or only the arm `only_arm` — and write `results.json`
+/// (whole study only); the report is written by [`crate::report::write`].
+pub fn run(
+    cfg: &StudyConfig,
+    scale: &str,
+    seeds: usize,
+    out: &Path,
+    device: Device,
+    root: &Path,
+    only_arm: Option<&str>,
+) -> Result<StudyResults> {
+    if let Some(a) = only_arm {
+        if !cfg.arms.iter().any(|x| x.name == a) {
+            return Err(TrainError::Invalid(format!("no arm named `{a}` in the study")));
+        }
+    }
+    if seeds == 0 {
+        return Err(TrainError::Invalid("--seeds must be at least 1".into()));
+    }
+    if cfg.arms.is_empty() {
+        return Err(TrainError::Invalid("the study needs at least one arm".into()));
+    }
+    std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
+    write_json(
+        &out.join("study.json"),
+        &serde_json::json!({ "scale": scale, "seeds": seeds, "config": cfg }),
+    )?;
+    let tok_base: TokenizerRunConfig = load_toml(&cfg.tokenizer)?;
+    let gen_base: GeneratorRunConfig = load_toml(&cfg.generator)?;
+    let classifier_seconds = prepare(cfg, out, device, root)?;
+    let clf_dir = out.join("classifier");
+    let mut runs = Vec::new();
+    for s in 0..seeds {
+        let seed = cfg.seed + s as u64;
+        for arm in cfg.arms.iter().filter(|a| only_arm.is_none_or(|o| o == a.name)) {
+            let label = format!("seed {s} {}", arm.name);
+            let (tok_dir, gen_dir) = run_dirs(out, s, &arm.name);
+            let mut tcfg = tok_base.clone();
+            tcfg.quantizer.ortho.weight = arm.ortho_weight;
+            tcfg.train.seed = seed;
+            tcfg.data.loader.seed = seed;
+            tcfg.eval.val_batches = cfg.tokenizer_val_batches;
+            let mut seconds = BTreeMap::new();
+            let t = stage(&tok_dir, &format!("{label}: tokenizer"), || {
+                let resume = tok_dir.join("checkpoints/last.safetensors").exists();
+                let (mut task, _) = tokenizer::train(tcfg.clone(), device, root, &tok_dir, resume)?;
+                let rec = task.evaluate()?;
+                write_json(&tok_dir.join("eval.json"), &rec)
+            })?;
+            seconds.insert("tokenizer".into(), t);
+            let mut gcfg = gen_base.clone();
+            gcfg.tokenizer = tok_dir.clone();
+            gcfg.train.seed = seed;
+            gcfg.data.loader.seed = seed;
+            let t = stage(&gen_dir, &format!("{label}: generator"), || {
+                let resume = gen_dir.join("checkpoints/last.safetensors").exists();
+                let (mut task, _) = generator::train(gcfg.clone(), device, root, &gen_dir, resume)?;
+                let clf = Classifier::load(&clf_dir, device)?;
+                let mut scores = BTreeMap::new();
+                for split in &cfg.splits {
+                    let sc = generator::evaluate_split(
+                        &mut task,
+                        &clf,
+                        *split,
+                        cfg.eval_images,
+                        root,
+                        Some(&gen_dir.join("eval")),
+                    )?;
+                    scores.insert(split.name().to_string(), sc);
+                }
+                write_json(&gen_dir.join("eval_generator.json"), &scores)
+            })?;
+            seconds.insert("generator".into(), t);
+            runs.push(RunResult {
+                seed,
+                arm: arm.name.clone(),
+                tokenizer: read_json(&tok_dir.join("eval.json"))?,
+                generator: read_json(&gen_dir.join("eval_generator.json"))?,
+                seconds,
+                tokenizer_config: std::fs::read_to_string(tok_dir.join("config.toml")).unwrap_or_default(),
+                generator_config: std::fs::read_to_string(gen_dir.join("config.toml")).unwrap_or_default(),
+            });
+        }
+    }
+    let total_seconds = classifier_seconds + runs.iter().flat_map(|r| r.seconds.values()).sum::<f64>();
+    let results = StudyResults {
+        scale: scale.into(),
+        seeds,
+        config: cfg.clone(),
+        machine: Machine::detect(device),
+        classifier: read_json(&clf_dir.join("classifier.json"))?,
+        classifier_seconds,
+        runs,
+        total_seconds,
+    };
+    if only_arm.is_none() {
+        write_json(&out.join("results.json"), &results)?;
+    }
+    Ok(results)
+}
