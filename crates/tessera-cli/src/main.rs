@@ -135,6 +135,19 @@ enum EvalCommand {
         /// Validation batches of 100 (0 = all).
         #[arg(long, default_value_t = 0)]
         batches: usize,
+        /// Also measure code agreement under a shift of DY,DX pixels (multiples of f) on the run's
+        /// own validation data — Trans_eq_acc's generalisation to any data set.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            num_args = 2,
+            value_name = "DY,DX",
+            allow_negative_numbers = true
+        )]
+        shift: Option<Vec<i64>>,
+        /// Validation images for --shift.
+        #[arg(long, default_value_t = 500)]
+        shift_images: usize,
     },
     /// T2I and I2T accuracy of a generator run per bucket (spec §9.1), as JSON.
     Generator(gen_cmd::EvalGeneratorArgs),
@@ -159,8 +172,8 @@ fn main() {
             Command::Data(cmd) => data_cmd::run(cmd, &cli.global),
             Command::Bench(cmd) => bench_cmd::run(cmd, device),
             Command::Train(cmd) => train_cmd::train(cmd, &cli.global, device),
-            Command::Eval(EvalCommand::Tokenizer { run, batches }) => {
-                train_cmd::eval(&run, batches, &cli.global, device)
+            Command::Eval(EvalCommand::Tokenizer { run, batches, shift, shift_images }) => {
+                train_cmd::eval(&run, batches, shift.as_deref(), shift_images, &cli.global, device)
             }
             Command::Eval(EvalCommand::Generator(args)) => gen_cmd::eval(&args, &cli.global, device),
             Command::Study(cmd) => study_cmd::run(cmd, &cli.global, device),

@@ -71,33 +71,13 @@ pub fn train(cmd: TrainCommand, g: &GlobalArgs, device: Device) -> Result<()> {
             let cfg: TokenizerRunConfig = load_config(&config, &out, resume)?;
             let t0 = std::time::Instant::now();
             let (_, summary) = tokenizer::train(cfg, device, &g.data_root(), &out, resume)?;
-            tracing::info!(
-                "trained {} steps in {:.0} s ({} skipped as non-finite); run in {}",
-                summary.steps,
-                t0.elapsed().as_secs_f64(),
-                summary.skipped_non_finite,
-                out.display()
-            );
-            if let Some(v) = summary.last_validation {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            }
-            Ok(())
+            report_run(&summary, t0, &out)
         }
         TrainCommand::Generator { config, out, resume } => {
             let cfg: tessera_train::generator::GeneratorRunConfig = load_config(&config, &out, resume)?;
             let t0 = std::time::Instant::now();
             let (_, summary) = tessera_train::generator::train(cfg, device, &g.data_root(), &out, resume)?;
-            tracing::info!(
-                "trained {} steps in {:.0} s ({} skipped as non-finite); run in {}",
-                summary.steps,
-                t0.elapsed().as_secs_f64(),
-                summary.skipped_non_finite,
-                out.display()
-            );
-            if let Some(v) = summary.last_validation {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            }
-            Ok(())
+            report_run(&summary, t0, &out)
         }
         TrainCommand::Classifier { config, out, steps, width } => {
             let data: tessera_data::DataConfig = config.source().load()?;
@@ -119,6 +99,21 @@ pub fn train(cmd: TrainCommand, g: &GlobalArgs, device: Device) -> Result<()> {
     }
 }
 
+/// Log how a training run went and print its last validation as JSON.
+fn report_run(summary: &tessera_train::runner::Summary, t0: std::time::Instant, out: &Path) -> Result<()> {
+    tracing::info!(
+        "trained {} steps in {:.0} s ({} skipped as non-finite); run in {}",
+        summary.steps,
+        t0.elapsed().as_secs_f64(),
+        summary.skipped_non_finite,
+        out.display()
+    );
+    if let Some(v) = &summary.last_validation {
+        println!("{}", serde_json::to_string_pretty(v)?);
+    }
+    Ok(())
+}
+
 /// A run's config: on --resume the stored one (overrides still apply), else the given one.
 pub fn load_config<T: serde::de::DeserializeOwned>(args: &ConfigArgs, out: &Path, resume: bool) -> Result<T> {
     let stored = out.join("config.toml");
@@ -134,10 +129,21 @@ fn open_run(run: &Path, g: &GlobalArgs, device: Device) -> Result<TokenizerTask>
         .with_context(|| format!("loading tokenizer run {}", run.display()))
 }
 
-pub fn eval(run: &Path, batches: usize, g: &GlobalArgs, device: Device) -> Result<()> {
+pub fn eval(
+    run: &Path,
+    batches: usize,
+    shift: Option<&[i64]>,
+    shift_images: usize,
+    g: &GlobalArgs,
+    device: Device,
+) -> Result<()> {
     let mut task = open_run(run, g, device)?;
     task.config.eval.val_batches = batches;
-    let rec = task.evaluate()?;
+    let mut rec = task.evaluate()?;
+    if let Some(&[dy, dx]) = shift {
+        let v = task.shifted_agreement(&g.data_root(), shift_images, dy, dx)?;
+        rec.insert(format!("shifted_agreement_{dy}_{dx}"), v);
+    }
     let json = serde_json::to_string_pretty(&rec)?;
     tessera_core::fsutil::write_atomic(&run.join("eval.json"), json.as_bytes())?;
     println!("{json}");

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
-use tessera_models::biart::{fixed_2d_positions, AttnType, Biart, BiartConfig, Direction};
+use tessera_models::biart::{fixed_2d_positions, Biart, BiartConfig, Direction};
 
 fn fixture() -> HashMap<String, Tensor> {
     let p = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/biart.safetensors");
@@ -19,19 +19,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
 #[test]
 fn matches_the_pytorch_reference() {
     let f = fixture();
-    let cfg = BiartConfig {
-        n_layer: 4,
-        n_head: 2,
-        n_embd: 16,
-        head_dim: 8,
-        text_vocab: 9,
-        text_len: 6,
-        image_vocab: 7,
-        image_side: 3,
-        attn_types: vec![AttnType::Full, AttnType::AxialRow, AttnType::AxialCol, AttnType::ConvLike],
-        conv_kernel: 3,
-        ..Default::default()
-    };
+    let cfg = BiartConfig::reference_fixture();
     let vs = VarStore::new(Device::Cpu);
     let m = Biart::new(&vs.root(), cfg).unwrap();
     let vars = vs.variables();
@@ -65,7 +53,7 @@ fn matches_the_pytorch_reference() {
             let diff = max_diff(t, &f[&format!("loss_{name}_{d}")]);
             assert!(diff < 1e-5, "{d} loss {name}: {diff}");
         }
-        total = total + parts.total;
+        total += parts.total;
     }
     total.backward();
     for name in ["tok_emb.weight", "blocks.1.attn.qkv.weight", "head.weight"] {

@@ -95,14 +95,20 @@ fn esc(s: &str) -> String {
 }
 
 fn fmt(m: f64, s: f64, n: usize) -> String {
+    fmt_with(m, s, n, false)
+}
+
+/// `mean ± sd` (sd only for several seeds), with a sign for differences.
+fn fmt_with(m: f64, s: f64, n: usize, signed: bool) -> String {
     if !m.is_finite() {
         return "–".into();
     }
     let d = if m.abs() >= 10.0 { 2 } else { 4 };
+    let mean = if signed { format!("{m:+.d$}") } else { format!("{m:.d$}") };
     if n > 1 {
-        format!("{m:.d$} ± {s:.d$}")
+        format!("{mean} ± {s:.d$}")
     } else {
-        format!("{m:.d$}")
+        mean
     }
 }
 
@@ -466,5 +472,8 @@ mod tests {
         assert!((m - 2.5).abs() < 1e-12);
         assert!((s - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
         assert_eq!(mean_std(&[7.0]), (7.0, 0.0));
+        assert_eq!(fmt_with(0.042, 0.0, 1, true), "+0.0420");
+        assert_eq!(fmt_with(-32.69, 1.5, 3, true), "-32.69 ± 1.50");
+        assert_eq!(fmt(0.5, 0.1, 2), "0.5000 ± 0.1000");
     }
 }

@@ -112,6 +112,25 @@ impl Default for BiartConfig {
 }
 
 impl BiartConfig {
+    /// The toy model of `reference/biart_reference.py`'s fixture (tests and `bench --config tiny`):
+    /// 4 layers of 16, 2 heads of 8, text 9 ids × 6, image 7 codes on 3×3, one layer of each
+    /// attention type, kernel 3.
+    pub fn reference_fixture() -> Self {
+        Self {
+            n_layer: 4,
+            n_head: 2,
+            n_embd: 16,
+            head_dim: 8,
+            text_vocab: 9,
+            text_len: 6,
+            image_vocab: 7,
+            image_side: 3,
+            attn_types: vec![AttnType::Full, AttnType::AxialRow, AttnType::AxialCol, AttnType::ConvLike],
+            conv_kernel: 3,
+            ..Self::default()
+        }
+    }
+
     pub fn geometry(&self) -> Geometry {
         Geometry { text_len: self.text_len, side: self.image_side, kernel: self.conv_kernel }
     }
@@ -136,10 +155,10 @@ impl BiartConfig {
         if self.attn_types.is_empty() {
             return bad("attn_types needs at least one entry");
         }
-        if self.conv_kernel % 2 == 0 {
+        if self.conv_kernel.is_multiple_of(2) {
             return bad("conv_kernel must be odd");
         }
-        if !(self.loss_weight >= 0.0) {
+        if self.loss_weight.is_nan() || self.loss_weight < 0.0 {
             return bad("loss_weight must be ≥ 0");
         }
         Ok(())
@@ -182,20 +201,29 @@ fn layer_norm(p: nn::Path, n: usize) -> nn::LayerNorm {
     nn::layer_norm(p, vec![n as i64], Default::default())
 }
 
-/// Keys and values of every layer for the positions processed so far.
+/// Keys and values of every layer for the positions processed so far, in buffers allocated once
+/// for the whole sequence, so each step writes its new rows in place instead of copying the cache.
 #[derive(Default)]
 pub struct KvCache {
     layers: Vec<Option<(Tensor, Tensor)>>,
+    len: i64,
 }
 
 impl KvCache {
     /// Positions held.
     pub fn len(&self) -> i64 {
-        self.layers.first().and_then(|l| l.as_ref()).map_or(0, |(k, _)| k.size()[2])
+        self.len
     }
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
     }
+}
+
+/// One layer's slot in a [`KvCache`]: its buffers, where the new keys go, and the buffer length.
+struct CacheSlot<'a> {
+    kv: &'a mut Option<(Tensor, Tensor)>,
+    start: i64,
+    capacity: i64,
 }
 
 /// Causal multi-head self-attention with a fused qkv projection.
@@ -225,22 +253,19 @@ impl SelfAttention {
     /// # Shapes
     /// `x: (B, t, C)`, `mask: (B, 1, t, T)` bool (T = cached + t), `cache`: `(B, H, T−t, D)` each
     /// → `(B, t, C)`
-    fn forward(
-        &self,
-        x: &Tensor,
-        mask: &Tensor,
-        cache: Option<&mut Option<(Tensor, Tensor)>>,
-        train: bool,
-    ) -> Tensor {
+    fn forward(&self, x: &Tensor, mask: &Tensor, cache: Option<CacheSlot>, train: bool) -> Tensor {
         let (b, t, _) = x.size3().expect("(B, t, C)");
         let qkv = self.qkv.forward(x).view([b, t, 3, self.n_head, self.head_dim]).permute([2, 0, 3, 1, 4]);
         let (q, mut k, mut v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-        if let Some(slot) = cache {
-            if let Some((pk, pv)) = slot.as_ref() {
-                k = Tensor::cat(&[pk, &k], 2);
-                v = Tensor::cat(&[pv, &v], 2);
-            }
-            *slot = Some((k.shallow_clone(), v.shallow_clone()));
+        if let Some(CacheSlot { kv, start, capacity }) = cache {
+            let (kb, vb) = kv.get_or_insert_with(|| {
+                let shape = [b, self.n_head, capacity, self.head_dim];
+                (Tensor::zeros(shape, (k.kind(), k.device())), Tensor::zeros(shape, (v.kind(), v.device())))
+            });
+            kb.narrow(2, start, t).copy_(&k);
+            vb.narrow(2, start, t).copy_(&v);
+            k = kb.narrow(2, 0, start + t);
+            v = vb.narrow(2, 0, start + t);
         }
         let p = if train { self.dropout } else { 0.0 };
         let y = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), p, false, None, false);
@@ -273,13 +298,7 @@ impl Block {
         }
     }
 
-    fn forward(
-        &self,
-        x: &Tensor,
-        mask: &Tensor,
-        cache: Option<&mut Option<(Tensor, Tensor)>>,
-        train: bool,
-    ) -> Tensor {
+    fn forward(&self, x: &Tensor, mask: &Tensor, cache: Option<CacheSlot>, train: bool) -> Tensor {
         let x = x + self.attn.forward(&self.ln1.forward(x), mask, cache, train).dropout(self.dropout, train);
         let h = self.proj.forward(&self.fc.forward(&self.ln2.forward(&x)).gelu("none"));
         &x + h.dropout(self.dropout, train)
@@ -315,6 +334,8 @@ pub struct Biart {
     attn_masks: HashMap<(AttnType, Direction), Tensor>,
     /// `(L, V)` additive logit masks per direction (0 or −∞).
     logit_masks: HashMap<Direction, Tensor>,
+    /// `(L,)` segment ids per direction.
+    segments: HashMap<Direction, Tensor>,
 }
 
 #[derive(Debug)]
@@ -360,7 +381,10 @@ impl Biart {
         let geometry = config.geometry();
         let mut attn_masks = HashMap::new();
         let mut logit_masks = HashMap::new();
+        let mut segments = HashMap::new();
         for dir in Direction::BOTH {
+            let ids: Vec<i64> = (0..geometry.total()).map(|p| geometry.segment(dir, p)).collect();
+            segments.insert(dir, Tensor::from_slice(&ids).to_device(p.device()));
             for kind in config.attn_types.iter().copied() {
                 attn_masks
                     .entry((kind, dir))
@@ -380,6 +404,7 @@ impl Biart {
             head,
             attn_masks,
             logit_masks,
+            segments,
         })
     }
 
@@ -471,10 +496,7 @@ impl Biart {
         .narrow(0, p0, t);
         let mut x = self.tok_emb.forward(ids) + pos.unsqueeze(0);
         if let Some(seg) = &self.seg_emb {
-            let g = &self.geometry;
-            let segs: Vec<i64> = (p0..p0 + t).map(|p| g.segment(dir, p as usize)).collect();
-            let s = Tensor::from_slice(&segs).to_device(x.device());
-            x += seg.forward(&s).unsqueeze(0);
+            x += seg.forward(&self.segments[&dir].narrow(0, p0, t)).unsqueeze(0);
         }
         x
     }
@@ -503,6 +525,9 @@ impl Biart {
         if let Some(c) = cache.as_deref_mut() {
             assert_eq!(c.len(), p0, "KV cache holds {} positions, the new tokens start at {p0}", c.len());
             c.layers.resize_with(self.blocks.len(), || None);
+            if p0 == 0 {
+                c.layers.iter_mut().for_each(|l| *l = None);
+            }
         }
         let keys = keep.narrow(1, 0, end).unsqueeze(1).unsqueeze(1);
         let mut masks: HashMap<AttnType, Tensor> = HashMap::new();
@@ -512,8 +537,12 @@ impl Biart {
                 let m = self.attn_masks[&(block.kind, dir)].narrow(0, p0, t).narrow(1, 0, end);
                 m.unsqueeze(0).unsqueeze(0).logical_and(&keys)
             });
-            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            let capacity = self.geometry.total() as i64;
+            let slot = cache.as_deref_mut().map(|c| CacheSlot { kv: &mut c.layers[i], start: p0, capacity });
             x = block.forward(&x, mask, slot, train);
+        }
+        if let Some(c) = cache {
+            c.len = end;
         }
         let logits = self.head.forward(&self.ln_f.forward(&x));
         logits + self.logit_masks[&dir].narrow(0, p0, t).unsqueeze(0)

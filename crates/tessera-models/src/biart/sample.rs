@@ -33,7 +33,7 @@ impl Default for SampleConfig {
 
 impl SampleConfig {
     pub fn check(&self) -> Result<(), String> {
-        if !(self.temperature >= 0.0) {
+        if self.temperature.is_nan() || self.temperature < 0.0 {
             return Err("temperature must be ≥ 0".into());
         }
         if self.top_k == Some(0) {
@@ -45,7 +45,7 @@ impl SampleConfig {
             }
         }
         if let Some(p) = self.top_p {
-            if !(p > 0.0 && p <= 1.0) {
+            if p.is_nan() || p <= 0.0 || p > 1.0 {
                 return Err("top_p must be in (0, 1]".into());
             }
         }

@@ -12,20 +12,7 @@ fn rng_lock() -> MutexGuard<'static, ()> {
 fn tiny(attn: Vec<AttnType>, pad: PadTokens) -> (VarStore, Biart) {
     tch::manual_seed(3);
     let vs = VarStore::new(Device::Cpu);
-    let cfg = BiartConfig {
-        n_layer: 4,
-        n_head: 2,
-        n_embd: 16,
-        head_dim: 8,
-        text_vocab: 9,
-        text_len: 6,
-        image_vocab: 7,
-        image_side: 3,
-        attn_types: attn,
-        conv_kernel: 3,
-        pad_tokens: pad,
-        ..Default::default()
-    };
+    let cfg = BiartConfig { attn_types: attn, pad_tokens: pad, ..BiartConfig::reference_fixture() };
     let m = Biart::new(&vs.root(), cfg).unwrap();
     (vs, m)
 }
