@@ -137,13 +137,7 @@ enum EvalCommand {
         batches: usize,
         /// Also measure code agreement under a shift of DY,DX pixels (multiples of f) on the run's
         /// own validation data — Trans_eq_acc's generalisation to any data set.
-        #[arg(
-            long,
-            value_delimiter = ',',
-            num_args = 2,
-            value_name = "DY,DX",
-            allow_negative_numbers = true
-        )]
+        #[arg(long, value_delimiter = ',', value_name = "DY,DX", allow_hyphen_values = true)]
         shift: Option<Vec<i64>>,
         /// Validation images for --shift.
         #[arg(long, default_value_t = 500)]

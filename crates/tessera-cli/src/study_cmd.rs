@@ -89,8 +89,9 @@ pub fn run(cmd: StudyCommand, g: &GlobalArgs, device: Device) -> Result<()> {
                 md.lines().skip_while(|l| !l.starts_with('|')).take_while(|l| l.starts_with('|')).collect();
             println!("{}", table.join("\n"));
             println!(
-                "\nthis session: {:.1} min; all stages: {:.1} min. Report: {} (open in a browser), {}, {}",
+                "\nthis session: {:.1} min; study wall time {:.1} min (all stages added up: {:.1} min). Report: {} (open in a browser), {}, {}",
                 t0.elapsed().as_secs_f64() / 60.0,
+                results.wall_seconds.unwrap_or(f64::NAN) / 60.0,
                 results.total_seconds / 60.0,
                 out.join("report.html").display(),
                 out.join("report.md").display(),

@@ -140,9 +140,13 @@ pub fn eval(
     let mut task = open_run(run, g, device)?;
     task.config.eval.val_batches = batches;
     let mut rec = task.evaluate()?;
-    if let Some(&[dy, dx]) = shift {
-        let v = task.shifted_agreement(&g.data_root(), shift_images, dy, dx)?;
-        rec.insert(format!("shifted_agreement_{dy}_{dx}"), v);
+    match shift {
+        None => {}
+        Some(&[dy, dx]) => {
+            let v = task.shifted_agreement(&g.data_root(), shift_images, dy, dx)?;
+            rec.insert(format!("shifted_agreement_{dy}_{dx}"), v);
+        }
+        Some(other) => bail!("--shift takes two numbers DY,DX (pixels), got {other:?}"),
     }
     let json = serde_json::to_string_pretty(&rec)?;
     tessera_core::fsutil::write_atomic(&run.join("eval.json"), json.as_bytes())?;

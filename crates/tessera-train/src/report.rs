@@ -151,11 +151,7 @@ fn main_table(res: &StudyResults) -> Table {
             if arms.len() >= 2 {
                 let d = paired(res, key);
                 let (m, s) = mean_std(&d);
-                row.push(if m.is_finite() {
-                    format!("{:+}", fmt(m, s, d.len())).replace("+-", "-")
-                } else {
-                    "–".into()
-                });
+                row.push(fmt_with(m, s, d.len(), true));
             }
             row
         })
@@ -284,6 +280,14 @@ fn verdict(res: &StudyResults, key: &str, label: &str) -> Option<String> {
     ))
 }
 
+fn wall_time(res: &StudyResults) -> String {
+    let stages = format!("all stages added up: {:.1} min", res.total_seconds / 60.0);
+    match res.wall_seconds {
+        Some(s) => format!("Wall time, first stage start to last stage end: {:.1} min ({stages}; on a CPU the arms run in parallel).", s / 60.0),
+        None => format!("Time: {stages}."),
+    }
+}
+
 /// Write `report.md` and `report.html` into `out`.
 pub fn write(res: &StudyResults, out: &Path) -> Result<()> {
     let plots = plots(res, out)?;
@@ -308,7 +312,7 @@ pub fn write(res: &StudyResults, out: &Path) -> Result<()> {
     let _ = write!(html, "<h1>{}</h1>", esc(&title));
     let intro = format!(
         "Every arm uses the same seed, data order, initial weights and budget; only λ_o differs. \
-         Machine: {} ({} cores, {} torch threads, {} GiB, device {}). Total wall time {:.1} min. \
+         Machine: {} ({} cores, {} torch threads, {} GiB, device {}). {} \
          The evaluation classifier is trained by Tessera (held-out accuracy: colour {:.3}, digit {:.3}), \
          not Bi-DALL-E's checkpoint.",
         m.cpu,
@@ -316,7 +320,7 @@ pub fn write(res: &StudyResults, out: &Path) -> Result<()> {
         m.torch_threads,
         m.memory_gib,
         m.device,
-        res.total_seconds / 60.0,
+        wall_time(res),
         res.classifier.colour_accuracy,
         res.classifier.digit_accuracy
     );

@@ -102,8 +102,19 @@ pub struct StudyResults {
     pub classifier: ClassifierReport,
     pub classifier_seconds: f64,
     pub runs: Vec<RunResult>,
-    /// Wall time of all stages (summed over the sessions that ran them).
+    /// Time of all stages added up (arms that ran in parallel count twice).
     pub total_seconds: f64,
+    /// Wall time from the start of the first stage to the end of the last (includes any pause
+    /// between resumed sessions).
+    #[serde(default)]
+    pub wall_seconds: Option<f64>,
+}
+
+impl StudyResults {
+    /// Write `results.json` into `out`.
+    pub fn save(&self, out: &Path) -> Result<()> {
+        write_json(&out.join("results.json"), self)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -153,6 +164,20 @@ fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| TrainError::Invalid(format!("{}: {e}", path.display())))
+}
+
+/// From the earliest stage start (its `stage.json` time minus its duration) to the latest stage end.
+fn wall_span(dirs: &[PathBuf]) -> Option<f64> {
+    let mut first = f64::INFINITY;
+    let mut last = f64::NEG_INFINITY;
+    for d in dirs {
+        let rec = stage_done(d)?;
+        let end = std::fs::metadata(d.join("stage.json")).ok()?.modified().ok()?;
+        let end = end.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64();
+        first = first.min(end - rec.seconds);
+        last = last.max(end);
+    }
+    (last >= first).then_some(last - first)
 }
 
 /// Run `work` unless `dir/stage.json` says it finished; record its time.
@@ -308,7 +333,16 @@ pub fn run(
         classifier_seconds,
         runs,
         total_seconds,
+        wall_seconds: None,
     };
+    let mut stage_dirs = vec![clf_dir.clone()];
+    for s in 0..seeds {
+        for arm in &cfg.arms {
+            let (t, g) = run_dirs(out, s, &arm.name);
+            stage_dirs.extend([t, g]);
+        }
+    }
+    let results = StudyResults { wall_seconds: wall_span(&stage_dirs), ..results };
     if only_arm.is_none() {
         write_json(&out.join("results.json"), &results)?;
     }

@@ -93,6 +93,9 @@ image_every = 2
     let res = study::run(&cfg, "toy", 1, &out, Device::Cpu, &data_root(), None).unwrap();
     tessera_train::report::write(&res, &out).unwrap();
     assert_eq!(res.runs.len(), 2);
+    // Wall time spans the stages; the arms ran one after the other here, so it covers their sum.
+    let wall = res.wall_seconds.unwrap();
+    assert!(wall > 0.0 && wall + 1.0 >= res.total_seconds, "{wall} vs {}", res.total_seconds);
     assert_eq!(res.runs[0].arm, "vqgan");
     assert!(res.runs[1].tokenizer_config.contains("weight = 10.0"));
     for r in &res.runs {
