@@ -143,6 +143,14 @@ fn generator_resumes_exactly_and_evaluates() {
     assert_eq!(s.images, 4);
     assert!(s.t2i["all"].labels >= 4 && s.i2t["all"].labels == s.t2i["all"].labels);
     assert!(a.path().join("t2i_test-unseen.png").is_file());
+
+    // Bad input for image→text: an image of the wrong size names both sizes.
+    let small = a.path().join("small.png");
+    image::RgbImage::new(32, 32).save(&small).unwrap();
+    let e = generator::load_image_for(&task, &small).err().unwrap().to_string();
+    assert!(e.contains("32×32") && e.contains("64×64"), "{e}");
+    // Words outside the caption vocabulary are named (the CLI warns with them).
+    assert_eq!(task.text.unknown_words("the upper left is purple 3"), vec!["purple".to_string()]);
 }
 
 #[test]

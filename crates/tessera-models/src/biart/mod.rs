@@ -489,11 +489,19 @@ impl Biart {
     fn embed(&self, ids: &Tensor, dir: Direction, p0: i64) -> Tensor {
         let t = ids.size()[1];
         let (text_pos, image_pos) = self.positions();
-        let pos = match dir {
-            Direction::T2i => Tensor::cat(&[text_pos, image_pos], 0),
-            Direction::I2t => Tensor::cat(&[image_pos, text_pos], 0),
-        }
-        .narrow(0, p0, t);
+        let (first, second) = match dir {
+            Direction::T2i => (text_pos, image_pos),
+            Direction::I2t => (image_pos, text_pos),
+        };
+        // Rows p0..p0+t of [first ; second], without building the whole table every step.
+        let c = first.size()[0];
+        let pos = if p0 + t <= c {
+            first.narrow(0, p0, t)
+        } else if p0 >= c {
+            second.narrow(0, p0 - c, t)
+        } else {
+            Tensor::cat(&[first.narrow(0, p0, c - p0), second.narrow(0, 0, p0 + t - c)], 0)
+        };
         let mut x = self.tok_emb.forward(ids) + pos.unsqueeze(0);
         if let Some(seg) = &self.seg_emb {
             x += seg.forward(&self.segments[&dir].narrow(0, p0, t)).unsqueeze(0);

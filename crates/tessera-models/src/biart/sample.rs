@@ -143,11 +143,12 @@ impl Biart {
         };
         let mut cache = KvCache::default();
         let mut seq = prefix.shallow_clone();
+        let start = prefix.size()[1];
         let mut logits =
             self.forward_from(&prefix, dir, 0, &keep, cfg.use_cache.then_some(&mut cache), false);
         let mut out: Vec<Tensor> = Vec::with_capacity(n_new as usize);
         let mut finished = Tensor::zeros([b], (Kind::Bool, dev));
-        for i in 0..n_new {
+        for (i, pos) in (0..n_new).zip(start..) {
             let last = logits.select(1, logits.size()[1] - 1);
             let tok = sample_logits(&last, cfg);
             out.push(tok.shallow_clone());
@@ -160,12 +161,11 @@ impl Biart {
             if i + 1 == n_new {
                 break;
             }
-            let pos = seq.size()[1];
             let fed = self.feed_id(dir, pos, &tok).unsqueeze(1);
-            seq = Tensor::cat(&[&seq, &fed], 1);
             logits = if cfg.use_cache {
                 self.forward_from(&fed, dir, pos, &keep, Some(&mut cache), false)
             } else {
+                seq = Tensor::cat(&[&seq, &fed], 1);
                 self.forward_from(&seq, dir, 0, &keep, None, false)
             };
         }
