@@ -13,26 +13,10 @@ use crate::{ConfigArgs, GlobalArgs};
 #[derive(Subcommand, Debug)]
 pub enum TrainCommand {
     /// Train a VQGAN / TE-VQGAN tokenizer (presets: configs/mnist64-*.toml).
-    Tokenizer {
-        #[command(flatten)]
-        config: ConfigArgs,
-        /// Run directory: config, checkpoints, metrics, samples, plots.
-        #[arg(long, short = 'o')]
-        out: PathBuf,
-        /// Continue from <out>/checkpoints/last.safetensors.
-        #[arg(long)]
-        resume: bool,
-    },
+    Tokenizer(RunArgs),
     /// Train a BiART generator (text→image and image→text) on a tokenizer run's codes
     /// (presets: configs/mnist64-biart*.toml).
-    Generator {
-        #[command(flatten)]
-        config: ConfigArgs,
-        #[arg(long, short = 'o')]
-        out: PathBuf,
-        #[arg(long)]
-        resume: bool,
-    },
+    Generator(RunArgs),
     /// Train the ResNet-18 evaluation classifier (colour + digit heads) used by T2I accuracy.
     Classifier {
         /// Config of the MNIST64x64 data (configs/data-mnist64.toml); defaults otherwise.
@@ -59,21 +43,28 @@ pub enum TrainCommand {
     },
 }
 
+/// What every resumable training command takes.
 #[derive(Args, Debug)]
-pub struct RunArg {
-    /// A tokenizer run directory.
-    pub run: PathBuf,
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Run directory: config, checkpoints, metrics, samples, plots.
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
+    /// Continue from <out>/checkpoints/last.safetensors.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 pub fn train(cmd: TrainCommand, g: &GlobalArgs, device: Device) -> Result<()> {
     match cmd {
-        TrainCommand::Tokenizer { config, out, resume } => {
+        TrainCommand::Tokenizer(RunArgs { config, out, resume }) => {
             let cfg: TokenizerRunConfig = load_config(&config, &out, resume)?;
             let t0 = std::time::Instant::now();
             let (_, summary) = tokenizer::train(cfg, device, &g.data_root(), &out, resume)?;
             report_run(&summary, t0, &out)
         }
-        TrainCommand::Generator { config, out, resume } => {
+        TrainCommand::Generator(RunArgs { config, out, resume }) => {
             let cfg: tessera_train::generator::GeneratorRunConfig = load_config(&config, &out, resume)?;
             let t0 = std::time::Instant::now();
             let (_, summary) = tessera_train::generator::train(cfg, device, &g.data_root(), &out, resume)?;

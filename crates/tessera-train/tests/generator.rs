@@ -1,24 +1,16 @@
 //! The generator task on real MNIST64x64 captions with a one-step tokenizer: exact resume, a
 //! missing tokenizer, evaluation end to end.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use tch::{Device, Tensor};
+use tch::Device;
 use tessera_data::mnist64::Split;
-use tessera_train::checkpoint;
 use tessera_train::classifier::{train_classifier, Classifier, ClassifierRunConfig};
 use tessera_train::generator::{self, GeneratorRunConfig};
-use tessera_train::runner::Meta;
 use tessera_train::tokenizer::{self, TokenizerRunConfig};
 
-static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn data_root() -> PathBuf {
-    std::env::var_os("TESSERA_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data"))
-}
+mod common;
+use common::{data_root, final_state, train_losses as losses, TORCH_RNG};
 
 /// A 64×64 → 8×8 tokenizer trained for one step (its codes are all the generator needs).
 fn tiny_tokenizer(dir: &Path) {
@@ -87,23 +79,6 @@ log_every = 1
         tok.display()
     );
     tessera_core::config::load_str(&text, &[], "test").unwrap()
-}
-
-fn final_state(dir: &Path) -> HashMap<String, Tensor> {
-    checkpoint::load::<Meta>(&dir.join("checkpoints/last.safetensors")).unwrap().tensors
-}
-
-fn losses(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("\"train\""))
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("it_per_s");
-            v.to_string()
-        })
-        .collect()
 }
 
 #[test]

@@ -5,12 +5,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use tch::{Device, Tensor};
-use tessera_train::checkpoint;
-use tessera_train::runner::Meta;
 use tessera_train::tokenizer::{self, TokenizerRunConfig};
 
-/// libtorch's random generator is global to the process: tests that train must not interleave.
-static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+mod common;
+use common::{final_state, train_losses, TORCH_RNG};
 
 fn tiny(max_steps: i64) -> TokenizerRunConfig {
     let text = format!(
@@ -57,24 +55,6 @@ trans_eq = false
 "#
     );
     tessera_core::config::load_str(&text, &[], "test").unwrap()
-}
-
-fn final_state(dir: &Path) -> HashMap<String, Tensor> {
-    checkpoint::load::<Meta>(&dir.join("checkpoints/last.safetensors")).unwrap().tensors
-}
-
-fn train_losses(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            // Timing, and the sliding usage window (in-memory statistics that restart on resume).
-            v.as_object_mut().unwrap().remove("it_per_s");
-            v.as_object_mut().unwrap().remove("usage_window");
-            v.to_string()
-        })
-        .collect()
 }
 
 #[test]

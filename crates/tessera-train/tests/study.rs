@@ -6,11 +6,8 @@ use std::path::{Path, PathBuf};
 use tch::Device;
 use tessera_train::study::{self, StudyConfig};
 
-fn data_root() -> PathBuf {
-    std::env::var_os("TESSERA_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data"))
-}
+mod common;
+use common::data_root;
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
