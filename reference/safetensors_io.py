@@ -5,7 +5,8 @@ import struct
 
 import torch
 
-_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8"}
+_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8",
+           torch.float16: "F16", torch.bfloat16: "BF16", torch.bool: "BOOL"}
 
 
 def save(tensors: dict, path: str) -> None:

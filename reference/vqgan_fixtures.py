@@ -99,14 +99,15 @@ def lpips_fixture(x, xrec):
     return out
 
 
-os.makedirs(OUT_DIR, exist_ok=True)
-for name, cfg in CONFIGS.items():
-    out, x, xrec, gap, used = build(cfg)
-    out.update(discriminator_fixture())
-    out.update(lpips_fixture(x, xrec))
-    path = os.path.normpath(os.path.join(OUT_DIR, f"vqgan_{name}.safetensors"))
-    save(out, path)
-    print(f"wrote {len(out)} tensors to {path} (torch {torch.__version__}); "
-          f"{used} codes used, min top-2 distance gap {gap:.3e}")
-    for k in sorted(out):
-        print(f"  {k:60s} {str(out[k].dtype).replace('torch.', ''):8s} {list(out[k].shape)}")
+if __name__ == "__main__":
+    os.makedirs(OUT_DIR, exist_ok=True)
+    for name, cfg in CONFIGS.items():
+        out, x, xrec, gap, used = build(cfg)
+        out.update(discriminator_fixture())
+        out.update(lpips_fixture(x, xrec))
+        path = os.path.normpath(os.path.join(OUT_DIR, f"vqgan_{name}.safetensors"))
+        save(out, path)
+        print(f"wrote {len(out)} tensors to {path} (torch {torch.__version__}); "
+              f"{used} codes used, min top-2 distance gap {gap:.3e}")
+        for k in sorted(out):
+            print(f"  {k:60s} {str(out[k].dtype).replace('torch.', ''):8s} {list(out[k].shape)}")

@@ -116,8 +116,8 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum ImportCommand {
-    /// A taming-transformers / TE-VQGAN checkpoint (.safetensors, or a .pth/.pt state_dict read
-    /// by libtorch's unpickler, which rebuilds only tensors) with the run config that matches it.
+    /// A taming-transformers / TE-VQGAN checkpoint (a Lightning .ckpt, a .pth/.pt state_dict or
+    /// .safetensors; pickles are read without running their code) with the run config that matches it.
     Taming {
         checkpoint: PathBuf,
         #[command(flatten)]

@@ -209,7 +209,10 @@ pub fn import(ckpt: &Path, config: &ConfigArgs, out: &Path, g: &GlobalArgs, devi
         bail!("{} already holds a run; choose another --out", out.display());
     }
     let cfg: TokenizerRunConfig = config.source().load()?;
-    let tensors = tokenizer::read_checkpoint_tensors(ckpt)?;
+    let (tensors, global_step) = tokenizer::read_checkpoint_tensors(ckpt)?;
+    if let Some(step) = global_step {
+        tracing::info!("a PyTorch Lightning checkpoint at global step {step}");
+    }
     let rep = tokenizer::import_taming(cfg, &tensors, device, &g.data_root(), out)?;
     tracing::info!(
         "imported {} tensors; kept Tessera-only state {:?}; ignored {} checkpoint tensors (LPIPS, blur filters, …)",

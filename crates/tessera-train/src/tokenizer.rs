@@ -50,9 +50,13 @@ pub enum DiscLoss {
 pub struct LossConfig {
     pub perceptual_weight: f64,
     pub perceptual_backbone: Backbone,
-    /// Weights of the perceptual network (safetensors): `tessera train perceptual` output for
-    /// `tiny`, or user-supplied VGG16 + lpips heads for `vgg16`.
+    /// Weights of the perceptual network: `tessera train perceptual` output for `tiny`, or
+    /// user-supplied VGG16 + lpips heads for `vgg16` (safetensors, or `.pth` as PyTorch wrote it,
+    /// read without running pickled code).
     pub perceptual_weights: Option<PathBuf>,
+    /// A second weight file merged into `perceptual_weights`, for VGG16 as users have it: torchvision's
+    /// `vgg16-397923af.pth` there and the lpips package's `weights/v0.1/vgg.pth` here.
+    pub perceptual_heads: Option<PathBuf>,
     /// Keep taming's Dropout(0.5) in the LPIPS heads active during training (spec §13.3).
     pub perceptual_head_dropout: bool,
     pub disc_weight: f64,
@@ -68,6 +72,7 @@ impl Default for LossConfig {
             perceptual_weight: 1.0,
             perceptual_backbone: Backbone::Tiny,
             perceptual_weights: None,
+            perceptual_heads: None,
             perceptual_head_dropout: false,
             disc_weight: 0.8,
             disc_start: 30_001,
@@ -219,14 +224,19 @@ fn trainable(vs: &VarStore) -> Vec<(String, Tensor, bool)> {
     v
 }
 
-/// Load a perceptual network's weights from a safetensors file. Names may be Tessera's
-/// (`net.features.0.weight`, `lin0.model.0.weight`) or the originals': torchvision's VGG16
-/// `features.0.weight` and the `lpips` package's heads `lin0.model.1.weight` (its Dropout slot).
-pub fn load_perceptual(vs: &mut VarStore, path: &Path) -> Result<()> {
-    let tensors: HashMap<String, Tensor> = Tensor::read_safetensors(path)
-        .map_err(|e| TrainError::Invalid(format!("perceptual weights {}: {e}", path.display())))?
-        .into_iter()
-        .collect();
+/// Load a perceptual network's weights from one or more files (safetensors or `torch.save`
+/// `.pth`), merged in order. Names may be Tessera's (`net.features.0.weight`,
+/// `lin0.model.0.weight`) or the originals': torchvision's VGG16 `features.0.weight` and the
+/// `lpips` package's heads `lin0.model.1.weight` (its Dropout slot).
+pub fn load_perceptual(vs: &mut VarStore, files: &[&Path]) -> Result<()> {
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    for path in files {
+        let file = tessera_core::torch_file::TorchFile::open(path)
+            .and_then(|f| f.state_dict())
+            .map_err(|e| TrainError::Invalid(format!("perceptual weights: {e}")))?;
+        tensors.extend(file);
+    }
+    let path = files.first().copied().unwrap_or(Path::new("(no perceptual weight file)"));
     let mut renamed = HashMap::new();
     for (name, t) in tensors {
         let mut n = if name.starts_with("features.") { format!("net.{name}") } else { name };
@@ -262,7 +272,14 @@ impl TokenizerTask {
             let mut pvs = VarStore::new(device);
             let lp =
                 Lpips::new(&pvs.root(), config.loss.perceptual_backbone, config.loss.perceptual_head_dropout);
-            load_perceptual(&mut pvs, config.loss.perceptual_weights.as_deref().expect("validated"))?;
+            let files: Vec<&Path> = config
+                .loss
+                .perceptual_weights
+                .iter()
+                .chain(&config.loss.perceptual_heads)
+                .map(|p| p.as_path())
+                .collect();
+            load_perceptual(&mut pvs, &files)?;
             Some((pvs, lp))
         } else {
             None
@@ -587,27 +604,23 @@ pub struct ImportReport {
     pub ignored: Vec<String>,
 }
 
-/// Read a checkpoint's tensors without executing pickled code: safetensors directly; `.pth`,
-/// `.pt`, `.bin` through libtorch's unpickler, which rebuilds only tensors and containers.
-pub fn read_checkpoint_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
-    let bad = |e: tch::TchError| TrainError::BadCheckpoint { path: path.into(), reason: e.to_string() };
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    let tensors = match ext {
-        "safetensors" => Tensor::read_safetensors(path).map_err(bad)?,
-        "pth" | "pt" | "bin" => Tensor::load_multi(path).map_err(bad)?,
-        other => {
-            return Err(TrainError::Invalid(format!(
-                "{}: unsupported checkpoint type `.{other}`; convert a Lightning .ckpt with \
-                 `python -c \"import torch,safetensors.torch as s; s.save_file(torch.load('X.ckpt')['state_dict'], 'X.safetensors')\"`",
-                path.display()
-            )))
-        }
+/// Read a checkpoint's model tensors without executing pickled code
+/// ([`tessera_core::torch_file`]): a `torch.save` state_dict (`.pth`, `.pt`, `.bin`), a
+/// PyTorch-Lightning `.ckpt` (its `state_dict`; optimizer states are not read), or safetensors.
+/// Returns the tensors and the Lightning `global_step` when there is one.
+pub fn read_checkpoint_tensors(path: &Path) -> Result<(HashMap<String, Tensor>, Option<i64>)> {
+    let bad = |e: tessera_core::torch_file::TorchFileError| TrainError::BadCheckpoint {
+        path: path.into(),
+        reason: e.to_string(),
     };
-    // Lightning nests the weights under `state_dict.`; plain state_dicts do not.
-    Ok(tensors
+    let file = tessera_core::torch_file::TorchFile::open(path).map_err(bad)?;
+    let tensors = file.state_dict().map_err(bad)?;
+    // A state_dict saved from inside a Lightning module may still carry the `state_dict.` prefix.
+    let tensors = tensors
         .into_iter()
         .map(|(k, v)| (k.strip_prefix("state_dict.").map(String::from).unwrap_or(k), v))
-        .collect())
+        .collect();
+    Ok((tensors, file.int("global_step")))
 }
 
 /// Turn a taming / TE-VQGAN checkpoint into a Tessera run at step 0: every model parameter is

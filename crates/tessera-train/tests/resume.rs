@@ -130,7 +130,7 @@ fn perceptual_loss_without_weights_says_how_to_get_them() {
 #[test]
 fn taming_checkpoint_imports_by_state_dict_names() {
     let _serial = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
-    // Weights written by reference/vqgan_fixtures.py (PyTorch modules with taming's names).
+    // The expected codes and reconstruction of reference/vqgan_fixtures.py's TE model.
     let fx: HashMap<String, Tensor> = Tensor::read_safetensors(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../tessera-models/tests/fixtures/vqgan_te.safetensors"
@@ -138,23 +138,34 @@ fn taming_checkpoint_imports_by_state_dict_names() {
     .unwrap()
     .into_iter()
     .collect();
-    let ckpt: HashMap<String, Tensor> = fx
-        .iter()
-        .filter_map(|(k, v)| k.strip_prefix("param.").map(|n| (format!("state_dict.{n}"), v.shallow_clone())))
-        .collect();
+    // The same model's weights as PyTorch Lightning writes them: a `.ckpt` from `torch.save`, with
+    // optimizer states, hyper-parameters as a pickled Namespace and an LPIPS key Tessera has no
+    // slot for. Written by the project's own PyTorch (the venv libtorch comes from).
     let d = tempfile::tempdir().unwrap();
-    let file = d.path().join("te.safetensors");
-    let pairs: Vec<(String, Tensor)> = ckpt.into_iter().collect();
-    Tensor::write_safetensors(&pairs, &file).unwrap();
+    let file = d.path().join("te.ckpt");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let status = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("reference/torch_files.py"))
+        .arg("--taming-ckpt")
+        .arg(&file)
+        .status()
+        .expect("the project's venv (scripts/setup.sh) runs reference/torch_files.py");
+    assert!(status.success());
 
     let text = "[data]\nsource = \"fake\"\nimage_size = 16\n[model]\nch = 32\nch_mult = [1, 2]\nattn_resolutions = [8]\n\
                 resolution = 16\nz_channels = 32\n[quantizer]\nnum_codes = 24\ndim = 16\n[loss]\nperceptual_weight = 0.0\n\
                 [eval]\ntrans_eq = false\n";
     let cfg: TokenizerRunConfig = tessera_core::config::load_str(text, &[], "t").unwrap();
-    let tensors = tokenizer::read_checkpoint_tensors(&file).unwrap();
+    let (tensors, step) = tokenizer::read_checkpoint_tensors(&file).unwrap();
+    assert_eq!(step, Some(1234));
+    // Every weight came through bit for bit.
+    for (k, v) in fx.iter().filter_map(|(k, v)| k.strip_prefix("param.").map(|n| (n, v))) {
+        assert!(tensors[k].equal(v), "{k}");
+    }
     let run = d.path().join("run");
     let rep = tokenizer::import_taming(cfg.clone(), &tensors, Device::Cpu, Path::new("x"), &run).unwrap();
-    assert!(rep.loaded > 50 && rep.ignored.is_empty(), "{rep:?}");
+    assert!(rep.loaded > 50, "{rep:?}");
+    assert_eq!(rep.ignored, vec!["loss.perceptual_loss.lin0.model.1.weight".to_string()]);
     let mut task = tokenizer::load_run(&run, Device::Cpu, Path::new("x")).unwrap();
     let (xrec, idx) = task.reconstruct(&fx["input"]).unwrap();
     let agree =
@@ -170,6 +181,12 @@ fn taming_checkpoint_imports_by_state_dict_names() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("the checkpoint has no `encoder.") && e.contains("use_replicationpad"), "{e}");
+    // A checkpoint cut short is refused with the file's name.
+    let bytes = std::fs::read(&file).unwrap();
+    let cut = d.path().join("cut.ckpt");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let e = tokenizer::read_checkpoint_tensors(&cut).unwrap_err().to_string();
+    assert!(e.contains("cut.ckpt") && e.contains("truncated"), "{e}");
 }
 
 #[test]
@@ -190,12 +207,18 @@ fn user_supplied_vgg16_lpips_weights_load_under_original_names() {
         named.iter().any(|(n, _)| n == "features.28.weight")
             && named.iter().any(|(n, _)| n == "lin4.model.1.weight")
     );
+    // Two files, as users have them: torchvision's VGG16 and the lpips package's heads.
     let d = tempfile::tempdir().unwrap();
-    let file = d.path().join("vgg_lpips.safetensors");
-    Tensor::write_safetensors(&named, &file).unwrap();
+    let (vgg, heads) = (d.path().join("vgg16.safetensors"), d.path().join("lpips_vgg.safetensors"));
+    let (features, lins): (Vec<_>, Vec<_>) = named
+        .iter()
+        .map(|(n, t)| (n.clone(), t.shallow_clone()))
+        .partition(|(n, _)| n.starts_with("features."));
+    Tensor::write_safetensors(&features, &vgg).unwrap();
+    Tensor::write_safetensors(&lins, &heads).unwrap();
     let mut dst = tch::nn::VarStore::new(Device::Cpu);
     let loaded = Lpips::new(&dst.root(), Backbone::Vgg16, false);
-    tokenizer::load_perceptual(&mut dst, &file).unwrap();
+    tokenizer::load_perceptual(&mut dst, &[&vgg, &heads]).unwrap();
     let x = Tensor::rand([1, 3, 32, 32], (tch::Kind::Float, Device::Cpu)) * 2.0 - 1.0;
     let y = Tensor::rand([1, 3, 32, 32], (tch::Kind::Float, Device::Cpu)) * 2.0 - 1.0;
     // The loaded network computes what the source network with the same (scaled) weights does.
@@ -206,11 +229,11 @@ fn user_supplied_vgg16_lpips_weights_load_under_original_names() {
     });
     let (a, b) = (lp.forward_t(&x, &y, false), loaded.forward_t(&x, &y, false));
     assert!((a - b).abs().max().double_value(&[]) < 1e-6);
-    // A file missing a layer is refused with its name.
-    Tensor::write_safetensors(&named[1..], &file).unwrap();
+    // Without the heads file the heads are missing, and the error names one.
     let mut again = tch::nn::VarStore::new(Device::Cpu);
     let _ = Lpips::new(&again.root(), Backbone::Vgg16, false);
-    assert!(tokenizer::load_perceptual(&mut again, &file).is_err());
+    let e = tokenizer::load_perceptual(&mut again, &[&vgg]).unwrap_err().to_string();
+    assert!(e.contains("missing tensor `lin"), "{e}");
 }
 
 #[test]
