@@ -300,7 +300,7 @@ fn tokenizer_step_time(config: &str, batch: i64, reps: usize, ortho: f64, device
     let mut times = Vec::new();
     for i in 0..=reps {
         let t = Instant::now();
-        task.train_step(&b, 1 + i as i64)?;
+        task.train_step(std::slice::from_ref(&b), 1 + i as i64)?;
         if device.is_cuda() {
             tch::Cuda::synchronize(0);
         }

@@ -383,13 +383,8 @@ impl GeneratorTask {
             .collect()
     }
 
-    fn one_step(&mut self, loss: &Tensor, step: i64, what: &str) -> Result<f64> {
-        let l = loss.double_value(&[]);
-        if !l.is_finite() {
-            return Err(TrainError::NonFinite { step, what: what.into() });
-        }
-        self.opt.zero_grad();
-        loss.backward();
+    /// Clip, check and apply the gradients accumulated since `zero_grad`; returns their norm.
+    fn apply_gradients(&mut self, step: i64, what: &str) -> Result<f64> {
         let norm = if self.config.optim.clip_grad_norm > 0.0 {
             self.opt.clip_grad_norm(self.config.optim.clip_grad_norm)
         } else {
@@ -442,7 +437,10 @@ impl Task for GeneratorTask {
         "biart"
     }
 
-    fn train_step(&mut self, batch: &Batch, step: i64) -> Result<Record> {
+    /// One step of `L = (CE_cond + 7·CE_target)/8` per direction (spec §9.2): both directions in
+    /// one optimizer step (`joint`), or Bi-DALL-E's i2t step then t2i step (`separate`). With
+    /// `accumulate` micro-batches each loss is divided by their number before `backward`.
+    fn train_step(&mut self, batches: &[Batch], step: i64) -> Result<Record> {
         let o = &self.config.optim;
         let lr = lr_at(
             o.learning_rate,
@@ -453,40 +451,46 @@ impl Task for GeneratorTask {
             o.min_lr_ratio,
         );
         self.opt.lr = lr;
-        let text = self.encode_captions(&batch.captions)?;
-        let idx = Tensor::from_slice(&batch.indices.iter().map(|&i| i as i64).collect::<Vec<_>>())
-            .to_device(self.device);
-        let codes = self.train_codes.index_select(0, &idx);
+        let k = batches.len() as f64;
+        let mut inputs = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let text = self.encode_captions(&batch.captions)?;
+            let idx = Tensor::from_slice(&batch.indices.iter().map(|&i| i as i64).collect::<Vec<_>>())
+                .to_device(self.device);
+            inputs.push((text, self.train_codes.index_select(0, &idx)));
+        }
+        let passes: Vec<Vec<Direction>> = match self.config.directions {
+            DirectionSteps::Joint => vec![vec![Direction::T2i, Direction::I2t]],
+            DirectionSteps::Separate => vec![vec![Direction::I2t], vec![Direction::T2i]],
+        };
         let mut rec = Record::new();
         rec.insert("lr".into(), lr);
-        match self.config.directions {
-            DirectionSteps::Joint => {
-                let a = self.model.loss(Direction::T2i, &text, &codes, true);
-                let b = self.model.loss(Direction::I2t, &text, &codes, true);
-                let loss = (&a.total + &b.total) / 2.0;
-                let norm = self.one_step(&loss, step, "generator loss")?;
-                rec.insert("loss/total".into(), loss.double_value(&[]));
-                rec.insert("loss/t2i".into(), a.total.double_value(&[]));
-                rec.insert("loss/i2t".into(), b.total.double_value(&[]));
-                rec.insert("loss/t2i_image".into(), a.target.double_value(&[]));
-                rec.insert("loss/i2t_text".into(), b.target.double_value(&[]));
-                rec.insert("grad_norm".into(), norm);
-            }
-            DirectionSteps::Separate => {
-                let mut total = 0.0;
-                for dir in [Direction::I2t, Direction::T2i] {
-                    let p = self.model.loss(dir, &text, &codes, true);
-                    let norm = self.one_step(&p.total, step, &format!("{} loss", dir.name()))?;
-                    let v = p.total.double_value(&[]);
-                    total += v / 2.0;
-                    rec.insert(format!("loss/{}", dir.name()), v);
+        let add = |rec: &mut Record, key: String, v: f64| *rec.entry(key).or_insert(0.0) += v / k;
+        let joint = passes.len() == 1;
+        for dirs in passes {
+            self.opt.zero_grad();
+            let what = if joint { "generator loss".to_string() } else { format!("{} loss", dirs[0].name()) };
+            for (text, codes) in &inputs {
+                let mut loss = Tensor::zeros([], (tch::Kind::Float, self.device));
+                for &dir in &dirs {
+                    let p = self.model.loss(dir, text, codes, true);
+                    add(&mut rec, format!("loss/{}", dir.name()), p.total.double_value(&[]));
                     let key = if dir == Direction::T2i { "loss/t2i_image" } else { "loss/i2t_text" };
-                    rec.insert(key.into(), p.target.double_value(&[]));
-                    rec.insert(format!("grad_norm/{}", dir.name()), norm);
+                    add(&mut rec, key.into(), p.target.double_value(&[]));
+                    loss = loss + p.total;
                 }
-                rec.insert("loss/total".into(), total);
+                let loss = loss / dirs.len() as f64;
+                if !loss.double_value(&[]).is_finite() {
+                    return Err(TrainError::NonFinite { step, what });
+                }
+                (loss / k).backward();
             }
+            let norm = self.apply_gradients(step, &what)?;
+            let key = if joint { "grad_norm".to_string() } else { format!("grad_norm/{}", dirs[0].name()) };
+            rec.insert(key, norm);
         }
+        let total = (rec["loss/t2i"] + rec["loss/i2t"]) / 2.0;
+        rec.insert("loss/total".into(), total);
         Ok(rec)
     }
 

@@ -26,3 +26,8 @@ pub mod study;
 pub mod tokenizer;
 
 pub use error::TrainError;
+
+/// libtorch's random generator is global to the process: unit tests that seed it or draw from it
+/// hold this lock.
+#[cfg(test)]
+pub(crate) static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -30,6 +30,10 @@ pub struct LoopConfig {
     pub seed: u64,
     /// Stop after this many non-finite steps in a row (each is skipped).
     pub nan_patience: usize,
+    /// Batches whose gradients are summed (each loss divided by this) before every optimizer step:
+    /// taming's `accumulate_grad_batches`. Steps count optimizer steps; a step reads this many
+    /// batches.
+    pub accumulate: usize,
 }
 
 impl Default for LoopConfig {
@@ -42,6 +46,7 @@ impl Default for LoopConfig {
             validate_every: 1000,
             seed: 23,
             nan_patience: 5,
+            accumulate: 1,
         }
     }
 }
@@ -50,9 +55,10 @@ impl Default for LoopConfig {
 pub trait Task {
     /// Checkpoint kind, e.g. "vqgan".
     fn kind(&self) -> &'static str;
-    /// One optimisation step. Returns [`TrainError::NonFinite`] *before* touching any parameter
+    /// One optimisation step on `batches` (one batch, or `accumulate` micro-batches whose
+    /// gradients are summed). Returns [`TrainError::NonFinite`] *before* touching any parameter
     /// when a loss is NaN/Inf.
-    fn train_step(&mut self, batch: &Batch, step: i64) -> Result<Record>;
+    fn train_step(&mut self, batches: &[Batch], step: i64) -> Result<Record>;
     /// Every tensor needed to resume.
     fn state(&self) -> Vec<(String, Tensor)>;
     fn load_state(&mut self, tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()>;
@@ -69,7 +75,7 @@ pub trait Task {
 pub struct Meta {
     pub format: String,
     pub kind: String,
-    /// Batches consumed (the next step's index).
+    /// Optimizer steps taken (the next step's index); `step × accumulate` batches were read.
     pub step: i64,
     /// The resolved config as TOML.
     pub config: String,
@@ -162,65 +168,69 @@ pub fn run<T: Task>(
     let mut summary = Summary::default();
     let mut streak = 0usize;
     let mut window = (Instant::now(), step);
+    if cfg.accumulate == 0 {
+        return Err(TrainError::Invalid("train.accumulate must be at least 1".into()));
+    }
+    let k = cfg.accumulate as i64;
+    // One endless stream of batches, entered where the checkpoint left it.
+    let (first_epoch, offset) = ((step * k / bpe) as u64, (step * k % bpe) as usize);
+    let mut stream =
+        (first_epoch..).flat_map(|e| loader.epoch_from(e, if e == first_epoch { offset } else { 0 }));
     while step < cfg.max_steps {
-        let epoch = (step / bpe) as u64;
-        for batch in loader.epoch_from(epoch, (step % bpe) as usize) {
-            if step >= cfg.max_steps {
-                break;
-            }
-            let batch = batch?;
-            seed_step(cfg.seed, step);
-            match task.train_step(&batch, step) {
-                Ok(mut rec) => {
-                    streak = 0;
-                    if step % cfg.log_every == 0 {
-                        let dt = window.0.elapsed().as_secs_f64();
-                        if step > window.1 && dt > 0.0 {
-                            rec.insert("it_per_s".into(), (step - window.1) as f64 / dt);
-                        }
-                        window = (Instant::now(), step);
-                        let msg: Vec<String> = ["loss/total", "loss/rec", "loss/q"]
-                            .iter()
-                            .filter_map(|k| rec.get(*k).map(|v| format!("{k}={v:.4}")))
-                            .collect();
-                        pb.set_message(msg.join(" "));
-                        rec.insert("epoch".into(), epoch as f64);
-                        log.write(step, "train", rec)?;
+        let group = (&mut stream).take(cfg.accumulate).collect::<std::result::Result<Vec<Batch>, _>>()?;
+        let epoch = (((step + 1) * k - 1) / bpe) as u64;
+        let batch = group.last().expect("accumulate >= 1");
+        seed_step(cfg.seed, step);
+        match task.train_step(&group, step) {
+            Ok(mut rec) => {
+                streak = 0;
+                if step % cfg.log_every == 0 {
+                    let dt = window.0.elapsed().as_secs_f64();
+                    if step > window.1 && dt > 0.0 {
+                        rec.insert("it_per_s".into(), (step - window.1) as f64 / dt);
                     }
-                }
-                Err(TrainError::NonFinite { step: s, what }) => {
-                    streak += 1;
-                    summary.skipped_non_finite += 1;
-                    tracing::warn!("step {s} skipped: non-finite {what}");
-                    if streak >= cfg.nan_patience {
-                        pb.abandon();
-                        save(task, step)?;
-                        return Err(TrainError::TooManyNonFinite { count: streak, step: s, what });
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-            step += 1;
-            pb.set_position(step as u64);
-            if cfg.image_every > 0 && (step % cfg.image_every == 0 || step == cfg.max_steps) {
-                let grid = task.sample_grid(&batch)?;
-                let p = run.samples().join(format!("step_{step:07}.png"));
-                std::fs::create_dir_all(run.samples()).map_err(|e| TrainError::io(run.samples(), e))?;
-                grid.save(&p).map_err(|e| TrainError::Invalid(format!("{}: {e}", p.display())))?;
-            }
-            if cfg.validate_every > 0 && (step % cfg.validate_every == 0 || step == cfg.max_steps) {
-                let rec = task.validate(step)?;
-                let text: Vec<String> = rec.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
-                pb.println(format!("step {step} validation: {}", text.join(", ")));
-                log.write(step, "val", rec.clone())?;
-                summary.last_validation = Some(rec);
-                for (stem, split, keys, log_y) in task.plots() {
-                    log.plot(&run.plots().join(format!("{stem}.png")), stem, split, &keys, log_y)?;
+                    window = (Instant::now(), step);
+                    let msg: Vec<String> = ["loss/total", "loss/rec", "loss/q"]
+                        .iter()
+                        .filter_map(|k| rec.get(*k).map(|v| format!("{k}={v:.4}")))
+                        .collect();
+                    pb.set_message(msg.join(" "));
+                    rec.insert("epoch".into(), epoch as f64);
+                    log.write(step, "train", rec)?;
                 }
             }
-            if step % cfg.checkpoint_every == 0 || step == cfg.max_steps {
-                save(task, step)?;
+            Err(TrainError::NonFinite { step: s, what }) => {
+                streak += 1;
+                summary.skipped_non_finite += 1;
+                tracing::warn!("step {s} skipped: non-finite {what}");
+                if streak >= cfg.nan_patience {
+                    pb.abandon();
+                    save(task, step)?;
+                    return Err(TrainError::TooManyNonFinite { count: streak, step: s, what });
+                }
             }
+            Err(e) => return Err(e),
+        }
+        step += 1;
+        pb.set_position(step as u64);
+        if cfg.image_every > 0 && (step % cfg.image_every == 0 || step == cfg.max_steps) {
+            let grid = task.sample_grid(batch)?;
+            let p = run.samples().join(format!("step_{step:07}.png"));
+            std::fs::create_dir_all(run.samples()).map_err(|e| TrainError::io(run.samples(), e))?;
+            grid.save(&p).map_err(|e| TrainError::Invalid(format!("{}: {e}", p.display())))?;
+        }
+        if cfg.validate_every > 0 && (step % cfg.validate_every == 0 || step == cfg.max_steps) {
+            let rec = task.validate(step)?;
+            let text: Vec<String> = rec.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+            pb.println(format!("step {step} validation: {}", text.join(", ")));
+            log.write(step, "val", rec.clone())?;
+            summary.last_validation = Some(rec);
+            for (stem, split, keys, log_y) in task.plots() {
+                log.plot(&run.plots().join(format!("{stem}.png")), stem, split, &keys, log_y)?;
+            }
+        }
+        if step % cfg.checkpoint_every == 0 || step == cfg.max_steps {
+            save(task, step)?;
         }
     }
     pb.finish_and_clear();
@@ -244,7 +254,7 @@ mod tests {
         fn kind(&self) -> &'static str {
             "mock"
         }
-        fn train_step(&mut self, _b: &Batch, step: i64) -> Result<Record> {
+        fn train_step(&mut self, _b: &[Batch], step: i64) -> Result<Record> {
             self.calls += 1;
             if step >= 2 {
                 return Err(TrainError::NonFinite { step, what: "loss = NaN".into() });
@@ -270,6 +280,7 @@ mod tests {
 
     #[test]
     fn non_finite_steps_are_skipped_then_stop_the_run() {
+        let _serial = crate::TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
         let ds: Arc<dyn tessera_data::Dataset> = Arc::new(FakeData { len: 64, size: 4, seed: 0 });
         let loader =
             DataLoader::new(ds, LoaderConfig { batch_size: 4, ..LoaderConfig::default() }, tch::Device::Cpu);

@@ -44,10 +44,36 @@ pub enum DiscLoss {
     Vanilla,
 }
 
+/// The pixel term of `L_nll`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PixelLoss {
+    /// `|x − x̂|` (taming, TE-VQGAN).
+    #[default]
+    L1,
+    /// `(x − x̂)²` (VQ-VAE). On sparse images such as MNIST64x64 (mostly black) L1's optimum under
+    /// uncertainty is the median, black, and short runs stall there; the squared error does not.
+    L2,
+}
+
+/// What the discriminator step is shown as fakes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscInput {
+    /// Reconstructions by the generator *after* this step's update, as taming (Lightning runs
+    /// `training_step` again for the discriminator's optimizer). Computed without gradient in eval
+    /// mode, so dropout is off and codebook statistics are not counted twice.
+    #[default]
+    Recompute,
+    /// The reconstructions the generator step was scored on (detached): one forward pass fewer.
+    Reuse,
+}
+
 /// `[loss]`: taming's `VQLPIPSWithDiscriminator` settings, TE-VQGAN's values (spec §2.5).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LossConfig {
+    pub pixel: PixelLoss,
     pub perceptual_weight: f64,
     pub perceptual_backbone: Backbone,
     /// Weights of the perceptual network: `tessera train perceptual` output for `tiny`, or
@@ -63,12 +89,14 @@ pub struct LossConfig {
     pub disc_start: i64,
     pub disc_factor: f64,
     pub disc_loss: DiscLoss,
+    pub disc_input: DiscInput,
     pub codebook_weight: f64,
 }
 
 impl Default for LossConfig {
     fn default() -> Self {
         Self {
+            pixel: PixelLoss::L1,
             perceptual_weight: 1.0,
             perceptual_backbone: Backbone::Tiny,
             perceptual_weights: None,
@@ -78,6 +106,7 @@ impl Default for LossConfig {
             disc_start: 30_001,
             disc_factor: 1.0,
             disc_loss: DiscLoss::Hinge,
+            disc_input: DiscInput::Recompute,
             codebook_weight: 1.0,
         }
     }
@@ -171,7 +200,7 @@ impl Default for TokenizerRunConfig {
 impl TokenizerRunConfig {
     pub fn learning_rate(&self) -> f64 {
         if self.optim.scale_lr {
-            self.data.loader.batch_size as f64 * self.optim.base_learning_rate
+            (self.train.accumulate * self.data.loader.batch_size) as f64 * self.optim.base_learning_rate
         } else {
             self.optim.base_learning_rate
         }
@@ -443,7 +472,16 @@ impl Task for TokenizerTask {
         "vqgan"
     }
 
-    fn train_step(&mut self, batch: &Batch, step: i64) -> Result<Record> {
+    /// taming's two optimizer steps (spec §1.4, §1.5) on one batch or on `accumulate`
+    /// micro-batches, each loss divided by their number so that the summed gradients are a mean:
+    ///
+    /// - generator: `L = L_nll + λ·f·g + codebook_weight·(L_vq + L_ortho)`, with
+    ///   `L_nll = mean(|x − x̂| + w_p·P(x, x̂))` (`(x − x̂)²` with `loss.pixel = "l2"`), `g = −mean(D(x̂))` and the adaptive weight
+    ///   `λ = clamp(‖∇_W L_nll‖ / (‖∇_W g‖ + 1e-4), 0, 1e4)·disc_weight` on the last decoder layer
+    ///   `W`, per micro-batch; `f = disc_factor` from `disc_start` on, else 0;
+    /// - discriminator (when `f > 0`): `L_D = f·½(mean relu(1 − D(x)) + mean relu(1 + D(x̂)))`
+    ///   (hinge) on reconstructions chosen by `loss.disc_input`.
+    fn train_step(&mut self, batches: &[Batch], step: i64) -> Result<Record> {
         let cfg = &self.config;
         let lr = lr_at(
             cfg.learning_rate(),
@@ -455,48 +493,58 @@ impl Task for TokenizerTask {
         );
         self.opt_ae.lr = lr;
         self.opt_d.lr = lr;
-        let x = &batch.images;
-        let out = self.model.forward_t(x, true)?;
-        let xr = &out.reconstruction;
-        let l1 = (x - xr).abs();
-        let (rec, p_loss) = match &self.lpips {
-            Some((_, lp)) => {
-                let p = lp.forward_t(x, xr, true);
-                (l1 + &p * cfg.loss.perceptual_weight, Some(p.mean(Kind::Float)))
-            }
-            None => (l1, None),
-        };
-        let nll = rec.mean(Kind::Float);
+        let k = batches.len() as f64;
         let f = if step >= cfg.loss.disc_start { cfg.loss.disc_factor } else { 0.0 };
         let mut log = Record::new();
-        let (g_term, d_weight) = if f > 0.0 {
-            let g = -self.disc.forward_t(xr, true).mean(Kind::Float);
-            let last = self.model.last_layer();
-            let gn = Tensor::run_backward(&[&nll], &[last], true, false)[0].norm().double_value(&[]);
-            let gg = Tensor::run_backward(&[&g], &[last], true, false)[0].norm().double_value(&[]);
-            let w = (gn / (gg + 1e-4)).clamp(0.0, 1e4) * cfg.loss.disc_weight;
-            log.insert("loss/g".into(), finite(step, "g_loss", &g)?);
-            (g * (w * f), w)
-        } else {
-            (Tensor::zeros([], (Kind::Float, self.device)), 0.0)
-        };
-        let qloss = &out.quant.loss;
-        let loss = &nll + &g_term + qloss * cfg.loss.codebook_weight;
-        log.insert("loss/total".into(), finite(step, "generator loss", &loss)?);
-        log.insert("loss/rec".into(), finite(step, "nll", &nll)?);
-        log.insert("loss/q".into(), qloss.double_value(&[]));
-        log.insert("loss/commit".into(), out.quant.losses.commitment.double_value(&[]));
-        log.insert("loss/ortho".into(), out.quant.losses.orthogonal.double_value(&[]));
-        if let Some(p) = p_loss {
-            log.insert("loss/perceptual".into(), p.double_value(&[]));
+        let add = |log: &mut Record, key: &str, v: f64| *log.entry(key.into()).or_insert(0.0) += v / k;
+        let mut fakes = Vec::new();
+        self.opt_ae.zero_grad();
+        for batch in batches {
+            let x = &batch.images;
+            let out = self.model.forward_t(x, true)?;
+            let xr = &out.reconstruction;
+            let pixel = match cfg.loss.pixel {
+                PixelLoss::L1 => (x - xr).abs(),
+                PixelLoss::L2 => (x - xr).square(),
+            };
+            let (rec, p_loss) = match &self.lpips {
+                Some((_, lp)) => {
+                    let p = lp.forward_t(x, xr, true);
+                    (pixel + &p * cfg.loss.perceptual_weight, Some(p.mean(Kind::Float)))
+                }
+                None => (pixel, None),
+            };
+            let nll = rec.mean(Kind::Float);
+            let (g_term, d_weight) = if f > 0.0 {
+                let g = -self.disc.forward_t(xr, true).mean(Kind::Float);
+                let last = self.model.last_layer();
+                let gn = Tensor::run_backward(&[&nll], &[last], true, false)[0].norm().double_value(&[]);
+                let gg = Tensor::run_backward(&[&g], &[last], true, false)[0].norm().double_value(&[]);
+                let w = (gn / (gg + 1e-4)).clamp(0.0, 1e4) * cfg.loss.disc_weight;
+                add(&mut log, "loss/g", finite(step, "g_loss", &g)?);
+                (g * (w * f), w)
+            } else {
+                (Tensor::zeros([], (Kind::Float, self.device)), 0.0)
+            };
+            let qloss = &out.quant.loss;
+            let loss = &nll + &g_term + qloss * cfg.loss.codebook_weight;
+            add(&mut log, "loss/total", finite(step, "generator loss", &loss)?);
+            add(&mut log, "loss/rec", finite(step, "nll", &nll)?);
+            add(&mut log, "loss/q", qloss.double_value(&[]));
+            add(&mut log, "loss/commit", out.quant.losses.commitment.double_value(&[]));
+            add(&mut log, "loss/ortho", out.quant.losses.orthogonal.double_value(&[]));
+            if let Some(p) = p_loss {
+                add(&mut log, "loss/perceptual", p.double_value(&[]));
+            }
+            add(&mut log, "d_weight", d_weight);
+            add(&mut log, "perplexity", out.quant.perplexity);
+            (loss / k).backward();
+            if f > 0.0 && cfg.loss.disc_input == DiscInput::Reuse {
+                fakes.push(xr.detach());
+            }
         }
-        log.insert("d_weight".into(), d_weight);
-        log.insert("perplexity".into(), out.quant.perplexity);
         log.insert("usage_window".into(), self.model.quantize.stats.window_usage());
         log.insert("lr".into(), lr);
-
-        self.opt_ae.zero_grad();
-        loss.backward();
         if let Some(c) = cfg.optim.clip_grad_norm {
             log.insert("grad_norm".into(), self.opt_ae.clip_grad_norm(c));
         }
@@ -505,13 +553,19 @@ impl Task for TokenizerTask {
             e.update();
         }
         if f > 0.0 {
-            let xd = xr.detach();
-            let real = self.disc.forward_t(&x.detach(), true);
-            let fake = self.disc.forward_t(&xd, true);
-            let d_loss = self.disc_loss(&real, &fake) * f;
-            log.insert("loss/disc".into(), finite(step, "discriminator loss", &d_loss)?);
             self.opt_d.zero_grad();
-            d_loss.backward();
+            for (i, batch) in batches.iter().enumerate() {
+                let x = &batch.images;
+                let fake = match cfg.loss.disc_input {
+                    DiscInput::Reuse => fakes[i].shallow_clone(),
+                    DiscInput::Recompute => tch::no_grad(|| self.model.forward_t(x, false))?.reconstruction,
+                };
+                let real = self.disc.forward_t(&x.detach(), true);
+                let fake = self.disc.forward_t(&fake, true);
+                let d_loss = self.disc_loss(&real, &fake) * f;
+                add(&mut log, "loss/disc", finite(step, "discriminator loss", &d_loss)?);
+                (d_loss / k).backward();
+            }
             self.opt_d.step();
         }
         Ok(log)
@@ -679,4 +733,93 @@ pub fn import_taming(
     tessera_core::fsutil::write_atomic(&dir.join("config.toml"), toml.as_bytes())
         .map_err(|e| TrainError::io(dir, e))?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_data::{FakeData, LoaderConfig};
+
+    fn config(disc_input: DiscInput) -> TokenizerRunConfig {
+        let text = "[data]\nsource = \"fake\"\nimage_size = 32\nfake_len = 8\n[data.loader]\nbatch_size = 4\n\
+                    [model]\nch = 32\nch_mult = [1, 2]\nattn_resolutions = []\nresolution = 32\nz_channels = 16\n\
+                    [quantizer]\nnum_codes = 16\ndim = 16\n[disc]\nndf = 8\nn_layers = 2\n\
+                    [loss]\nperceptual_weight = 0.0\ndisc_start = 0\n[optim]\nbase_learning_rate = 1e-3\n\
+                    [eval]\ntrans_eq = false\n";
+        let mut c: TokenizerRunConfig = tessera_core::config::load_str(text, &[], "test").unwrap();
+        c.loss.disc_input = disc_input;
+        c
+    }
+
+    fn batch() -> Batch {
+        let ds: Arc<dyn Dataset> = Arc::new(FakeData { len: 8, size: 32, seed: 3 });
+        let loader =
+            DataLoader::new(ds, LoaderConfig { batch_size: 4, ..LoaderConfig::default() }, Device::Cpu);
+        loader.epoch(0).next().unwrap().unwrap()
+    }
+
+    /// `recompute` shows the discriminator the reconstructions of the generator *after* its update
+    /// (taming); `reuse` the ones the generator step was scored on. The generator step is the same.
+    #[test]
+    fn discriminator_sees_the_updated_generator_unless_told_to_reuse() {
+        let _serial = crate::TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+        let root = Path::new("unused");
+        let b = batch();
+        let mut recompute = TokenizerTask::new(config(DiscInput::Recompute), Device::Cpu, root).unwrap();
+        let mut reuse = TokenizerTask::new(config(DiscInput::Reuse), Device::Cpu, root).unwrap();
+        let d0: Vec<(String, Tensor)> =
+            checkpoint::vars(&reuse.disc_vs, "").into_iter().map(|(n, t)| (n, t.detach().copy())).collect();
+        let x0 = tch::no_grad(|| reuse.model.forward_t(&b.images, false)).unwrap().reconstruction;
+
+        tch::manual_seed(0);
+        let log_recompute = recompute.train_step(std::slice::from_ref(&b), 0).unwrap();
+        tch::manual_seed(0);
+        let log_reuse = reuse.train_step(std::slice::from_ref(&b), 0).unwrap();
+        for ((n, a), (_, c)) in
+            checkpoint::vars(&recompute.vs, "").iter().zip(checkpoint::vars(&reuse.vs, ""))
+        {
+            assert!(a.equal(&c), "generator parameter {n} differs");
+        }
+        assert_ne!(log_recompute["loss/disc"], log_reuse["loss/disc"]);
+
+        // The logged discriminator losses, recomputed by hand from the initial discriminator.
+        let x1 = tch::no_grad(|| reuse.model.forward_t(&b.images, false)).unwrap().reconstruction;
+        let fresh = TokenizerTask::new(config(DiscInput::Reuse), Device::Cpu, root).unwrap();
+        let hand = |fake: &Tensor| -> f64 {
+            tch::no_grad(|| {
+                let real = fresh.disc.forward_t(&b.images, true);
+                let fake = fresh.disc.forward_t(fake, true);
+                fresh.disc_loss(&real, &fake).double_value(&[])
+            })
+        };
+        for ((n, a), (_, c)) in checkpoint::vars(&fresh.disc_vs, "").iter().zip(&d0) {
+            assert!(a.equal(c), "{n}: the fresh discriminator starts where the others did");
+        }
+        assert!((hand(&x1) - log_recompute["loss/disc"]).abs() < 1e-6, "recompute uses x̂ after the update");
+        assert!((hand(&x0) - log_reuse["loss/disc"]).abs() < 1e-6, "reuse uses x̂ before the update");
+    }
+
+    /// `loss.pixel`: taming's L1 by default, the squared error as an option.
+    #[test]
+    fn pixel_loss_is_l1_or_squared_error() {
+        let _serial = crate::TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+        let root = Path::new("unused");
+        let b = batch();
+        for pixel in [PixelLoss::L1, PixelLoss::L2] {
+            let mut c = config(DiscInput::Recompute);
+            c.loss.disc_start = 1_000;
+            c.loss.pixel = pixel;
+            let mut task = TokenizerTask::new(c, Device::Cpu, root).unwrap();
+            let xr = tch::no_grad(|| task.model.forward_t(&b.images, false)).unwrap().reconstruction;
+            let d = &b.images - xr;
+            let want = match pixel {
+                PixelLoss::L1 => d.abs(),
+                PixelLoss::L2 => &d * &d,
+            }
+            .mean(Kind::Float)
+            .double_value(&[]);
+            let log = task.train_step(std::slice::from_ref(&b), 0).unwrap();
+            assert!((log["loss/rec"] - want).abs() < 1e-6 * want, "{pixel:?}: {} vs {want}", log["loss/rec"]);
+        }
+    }
 }

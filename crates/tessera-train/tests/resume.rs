@@ -250,3 +250,61 @@ fn shifted_agreement_on_any_data() {
     let e = task.shifted_agreement(root, 8, 3, 0).err().unwrap().to_string();
     assert!(e.contains("multiple of the downsampling factor f = 2"), "{e}");
 }
+
+#[test]
+fn accumulated_micro_batches_step_like_one_large_batch() {
+    let _serial = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let root = Path::new("unused-data-root");
+    // What depends on the batch beyond a mean is switched off: the GAN (BatchNorm statistics, λ
+    // per batch) and dead-code re-seeding (draws from the batch).
+    let base = |batch: usize, accumulate: usize| {
+        let mut c = tiny(3);
+        c.data.loader.batch_size = batch;
+        c.train.accumulate = accumulate;
+        c.loss.disc_start = 1_000;
+        c.quantizer.dead_code_threshold = 0.0;
+        c
+    };
+    let (big, small) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    tokenizer::train(base(8, 1), Device::Cpu, root, big.path(), false).unwrap();
+    tokenizer::train(base(4, 2), Device::Cpu, root, small.path(), false).unwrap();
+    // The same learning rate (accumulate × batch × base_lr), the same eight images per step.
+    assert_eq!(base(8, 1).learning_rate(), base(4, 2).learning_rate());
+    // Adam turns the near-zero gradients of biases in front of GroupNorm into full-size steps of
+    // rounding noise, so the weights are compared through what they compute.
+    let x = Tensor::rand([2, 3, 16, 16], (tch::Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    let rec = |dir: &Path| tokenizer::load_run(dir, Device::Cpu, root).unwrap().reconstruct(&x).unwrap();
+    let ((ra, ia), (rb, ib)) = (rec(big.path()), rec(small.path()));
+    assert!(ia.equal(&ib), "codes differ");
+    let diff = (&ra - &rb).abs().max().double_value(&[]);
+    assert!(diff < 1e-4, "reconstructions differ by {diff}");
+    // Logged losses are the large batch's (the mean of the micro-batches' means), and so is the
+    // gradient norm before clipping (Adam alone would hide a gradient of the wrong scale).
+    let logged = |dir: &Path, key: &str| -> Vec<f64> {
+        train_losses(dir)
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()[key].as_f64().unwrap())
+            .collect()
+    };
+    let (la, lb) = (logged(big.path(), "loss/total"), logged(small.path(), "loss/total"));
+    assert_eq!(la.len(), 3);
+    for (x, y) in la.iter().zip(&lb) {
+        assert!((x - y).abs() < 1e-5 * x.abs(), "{la:?} vs {lb:?}");
+    }
+    let (ga, gb) = (logged(big.path(), "grad_norm"), logged(small.path(), "grad_norm"));
+    for (x, y) in ga.iter().zip(&gb) {
+        assert!((x - y).abs() < 1e-4 * x.abs(), "grad norms {ga:?} vs {gb:?}");
+    }
+    // Not trivially equal: the first step moved the weights.
+    assert_ne!(la[0], la[2]);
+    // Resume with accumulation continues exactly: 1 + resume + 2 == 3.
+    let part = tempfile::tempdir().unwrap();
+    let mut first = base(4, 2);
+    first.train.max_steps = 1;
+    tokenizer::train(first, Device::Cpu, root, part.path(), false).unwrap();
+    tokenizer::train(base(4, 2), Device::Cpu, root, part.path(), true).unwrap();
+    let (b, c) = (final_state(small.path()), final_state(part.path()));
+    for (k, v) in b.iter().filter(|(k, _)| k.starts_with("model.")) {
+        assert!(v.equal(&c[k]), "{k} differs after resume");
+    }
+}
