@@ -418,6 +418,94 @@ impl TokenizerTask {
         Ok(sum / count as f64)
     }
 
+    /// The generator half of a step: for each of the `k` micro-batches, forward, the losses of
+    /// [`Task::train_step`] and backward of `L_G / k` (gradients sum to the mean). Returns the
+    /// detached reconstructions when `loss.disc_input = "reuse"` will show them to the
+    /// discriminator.
+    fn generator_backward(
+        &mut self,
+        batches: &[Batch],
+        step: i64,
+        f: f64,
+        log: &mut Record,
+    ) -> Result<Vec<Tensor>> {
+        let cfg = &self.config;
+        let k = batches.len() as f64;
+        let mut fakes = Vec::new();
+        for batch in batches {
+            let x = &batch.images;
+            let out = self.model.forward_t(x, true)?;
+            let xr = &out.reconstruction;
+            let pixel = match cfg.loss.pixel {
+                PixelLoss::L1 => (x - xr).abs(),
+                PixelLoss::L2 => (x - xr).square(),
+            };
+            let (rec, p_loss) = match &self.lpips {
+                Some((_, lp)) => {
+                    let p = lp.forward_t(x, xr, true);
+                    (pixel + &p * cfg.loss.perceptual_weight, Some(p.mean(Kind::Float)))
+                }
+                None => (pixel, None),
+            };
+            let nll = rec.mean(Kind::Float);
+            let (g_term, d_weight) = if f > 0.0 {
+                let g = -self.disc.forward_t(xr, true).mean(Kind::Float);
+                let last = self.model.last_layer();
+                let gn = Tensor::run_backward(&[&nll], &[last], true, false)[0].norm().double_value(&[]);
+                let gg = Tensor::run_backward(&[&g], &[last], true, false)[0].norm().double_value(&[]);
+                let w = (gn / (gg + 1e-4)).clamp(0.0, 1e4) * cfg.loss.disc_weight;
+                add_mean(log, "loss/g", finite(step, "g_loss", &g)?, k);
+                (g * (w * f), w)
+            } else {
+                (Tensor::zeros([], (Kind::Float, self.device)), 0.0)
+            };
+            let qloss = &out.quant.loss;
+            let loss = &nll + &g_term + qloss * cfg.loss.codebook_weight;
+            add_mean(log, "loss/total", finite(step, "generator loss", &loss)?, k);
+            add_mean(log, "loss/rec", finite(step, "nll", &nll)?, k);
+            add_mean(log, "loss/q", qloss.double_value(&[]), k);
+            add_mean(log, "loss/commit", out.quant.losses.commitment.double_value(&[]), k);
+            add_mean(log, "loss/ortho", out.quant.losses.orthogonal.double_value(&[]), k);
+            if let Some(p) = p_loss {
+                add_mean(log, "loss/perceptual", p.double_value(&[]), k);
+            }
+            add_mean(log, "d_weight", d_weight, k);
+            add_mean(log, "perplexity", out.quant.perplexity, k);
+            (loss / k).backward();
+            if f > 0.0 && cfg.loss.disc_input == DiscInput::Reuse {
+                fakes.push(xr.detach());
+            }
+        }
+        Ok(fakes)
+    }
+
+    /// The discriminator half: `L_D / k` backward for each micro-batch, on fakes chosen by
+    /// `loss.disc_input` (`fakes` for "reuse"; recomputed by the updated generator otherwise).
+    fn discriminator_backward(
+        &mut self,
+        batches: &[Batch],
+        fakes: &[Tensor],
+        step: i64,
+        f: f64,
+        log: &mut Record,
+    ) -> Result<()> {
+        let k = batches.len() as f64;
+        self.opt_d.zero_grad();
+        for (i, batch) in batches.iter().enumerate() {
+            let x = &batch.images;
+            let fake = match self.config.loss.disc_input {
+                DiscInput::Reuse => fakes[i].shallow_clone(),
+                DiscInput::Recompute => tch::no_grad(|| self.model.forward_t(x, false))?.reconstruction,
+            };
+            let real = self.disc.forward_t(&x.detach(), true);
+            let fake = self.disc.forward_t(&fake, true);
+            let d_loss = self.disc_loss(&real, &fake) * f;
+            add_mean(log, "loss/disc", finite(step, "discriminator loss", &d_loss)?, k);
+            (d_loss / k).backward();
+        }
+        Ok(())
+    }
+
     /// Validation metrics over `val_batches` of the validation split and the translated set.
     pub fn evaluate(&mut self) -> Result<Record> {
         let mut rec = Record::new();
@@ -458,6 +546,11 @@ impl TokenizerTask {
     }
 }
 
+/// Adds `v / k` to `log[key]`: the mean of a logged value over `k` micro-batches.
+fn add_mean(log: &mut Record, key: &str, v: f64, k: f64) {
+    *log.entry(key.into()).or_insert(0.0) += v / k;
+}
+
 fn finite(step: i64, name: &str, t: &Tensor) -> Result<f64> {
     let v = t.double_value(&[]);
     if v.is_finite() {
@@ -491,61 +584,21 @@ impl Task for TokenizerTask {
             cfg.optim.decay,
             cfg.optim.min_lr_ratio,
         );
+        let f = if step >= cfg.loss.disc_start { cfg.loss.disc_factor } else { 0.0 };
+        let clip = cfg.optim.clip_grad_norm;
         self.opt_ae.lr = lr;
         self.opt_d.lr = lr;
-        let k = batches.len() as f64;
-        let f = if step >= cfg.loss.disc_start { cfg.loss.disc_factor } else { 0.0 };
         let mut log = Record::new();
-        let add = |log: &mut Record, key: &str, v: f64| *log.entry(key.into()).or_insert(0.0) += v / k;
-        let mut fakes = Vec::new();
         self.opt_ae.zero_grad();
-        for batch in batches {
-            let x = &batch.images;
-            let out = self.model.forward_t(x, true)?;
-            let xr = &out.reconstruction;
-            let pixel = match cfg.loss.pixel {
-                PixelLoss::L1 => (x - xr).abs(),
-                PixelLoss::L2 => (x - xr).square(),
-            };
-            let (rec, p_loss) = match &self.lpips {
-                Some((_, lp)) => {
-                    let p = lp.forward_t(x, xr, true);
-                    (pixel + &p * cfg.loss.perceptual_weight, Some(p.mean(Kind::Float)))
-                }
-                None => (pixel, None),
-            };
-            let nll = rec.mean(Kind::Float);
-            let (g_term, d_weight) = if f > 0.0 {
-                let g = -self.disc.forward_t(xr, true).mean(Kind::Float);
-                let last = self.model.last_layer();
-                let gn = Tensor::run_backward(&[&nll], &[last], true, false)[0].norm().double_value(&[]);
-                let gg = Tensor::run_backward(&[&g], &[last], true, false)[0].norm().double_value(&[]);
-                let w = (gn / (gg + 1e-4)).clamp(0.0, 1e4) * cfg.loss.disc_weight;
-                add(&mut log, "loss/g", finite(step, "g_loss", &g)?);
-                (g * (w * f), w)
-            } else {
-                (Tensor::zeros([], (Kind::Float, self.device)), 0.0)
-            };
-            let qloss = &out.quant.loss;
-            let loss = &nll + &g_term + qloss * cfg.loss.codebook_weight;
-            add(&mut log, "loss/total", finite(step, "generator loss", &loss)?);
-            add(&mut log, "loss/rec", finite(step, "nll", &nll)?);
-            add(&mut log, "loss/q", qloss.double_value(&[]));
-            add(&mut log, "loss/commit", out.quant.losses.commitment.double_value(&[]));
-            add(&mut log, "loss/ortho", out.quant.losses.orthogonal.double_value(&[]));
-            if let Some(p) = p_loss {
-                add(&mut log, "loss/perceptual", p.double_value(&[]));
-            }
-            add(&mut log, "d_weight", d_weight);
-            add(&mut log, "perplexity", out.quant.perplexity);
-            (loss / k).backward();
-            if f > 0.0 && cfg.loss.disc_input == DiscInput::Reuse {
-                fakes.push(xr.detach());
-            }
-        }
+        // The discriminator is frozen during the generator step (Lightning's `toggle_optimizer`):
+        // `g` still back-propagates through it to x̂, but no gradient is computed for its weights.
+        self.disc_vs.freeze();
+        let fakes = self.generator_backward(batches, step, f, &mut log);
+        self.disc_vs.unfreeze();
+        let fakes = fakes?;
         log.insert("usage_window".into(), self.model.quantize.stats.window_usage());
         log.insert("lr".into(), lr);
-        if let Some(c) = cfg.optim.clip_grad_norm {
+        if let Some(c) = clip {
             log.insert("grad_norm".into(), self.opt_ae.clip_grad_norm(c));
         }
         self.opt_ae.step();
@@ -553,19 +606,7 @@ impl Task for TokenizerTask {
             e.update();
         }
         if f > 0.0 {
-            self.opt_d.zero_grad();
-            for (i, batch) in batches.iter().enumerate() {
-                let x = &batch.images;
-                let fake = match cfg.loss.disc_input {
-                    DiscInput::Reuse => fakes[i].shallow_clone(),
-                    DiscInput::Recompute => tch::no_grad(|| self.model.forward_t(x, false))?.reconstruction,
-                };
-                let real = self.disc.forward_t(&x.detach(), true);
-                let fake = self.disc.forward_t(&fake, true);
-                let d_loss = self.disc_loss(&real, &fake) * f;
-                add(&mut log, "loss/disc", finite(step, "discriminator loss", &d_loss)?);
-                (d_loss / k).backward();
-            }
+            self.discriminator_backward(batches, &fakes, step, f, &mut log)?;
             self.opt_d.step();
         }
         Ok(log)
@@ -781,6 +822,14 @@ mod tests {
             assert!(a.equal(&c), "generator parameter {n} differs");
         }
         assert_ne!(log_recompute["loss/disc"], log_reuse["loss/disc"]);
+        // Frozen for the generator step, trainable again for its own.
+        let moved = checkpoint::vars(&recompute.disc_vs, "")
+            .iter()
+            .zip(&d0)
+            .filter(|((_, a), (_, b))| a.requires_grad() && !a.equal(b))
+            .count();
+        assert!(moved > 0, "the discriminator step updated no parameter");
+        assert!(recompute.disc_vs.trainable_variables().iter().all(|t| t.requires_grad()));
 
         // The logged discriminator losses, recomputed by hand from the initial discriminator.
         let x1 = tch::no_grad(|| reuse.model.forward_t(&b.images, false)).unwrap().reconstruction;
