@@ -539,12 +539,13 @@ def make_optimizers(model, disc, lr):
 
 
 def vq_training_step(model, disc, perceptual, x, opt_ae, opt_disc, global_step, disc_start, disc_weight=0.8,
-                     codebook_weight=1.0, beta=0.25, ortho_weight=0.0, perceptual_weight=1.0, disc_factor=1.0):
+                     codebook_weight=1.0, beta=0.25, ortho_weight=0.0, perceptual_weight=1.0, disc_factor=1.0,
+                     pixel="l1"):
     """taming VQLPIPSWithDiscriminator (hinge) generator step, then discriminator step, the way
     PyTorch-Lightning 1.0 runs `training_step` once per optimizer:
 
     generator (optimizer_idx 0):
-        L_nll = mean(|x - x̂| + w_p * LPIPS(x, x̂)),  g = -mean(D(x̂))
+        L_nll = mean(|x - x̂| + w_p * LPIPS(x, x̂)),  g = -mean(D(x̂))     ((x - x̂)² for pixel="l2")
         λ     = clamp(||∇_W L_nll|| / (||∇_W g|| + 1e-4), 0, 1e4).detach() * disc_weight,
                 W = decoder.conv_out.weight
         f     = disc_factor if global_step >= disc_start else 0
@@ -572,9 +573,9 @@ def vq_training_step(model, disc, perceptual, x, opt_ae, opt_disc, global_step, 
     l_ortho = model.quantize.ortho_loss(ortho_weight)  # TE always evaluates it (0 when coef = 0)
     qloss = l_vq + l_ortho
     xrec = model.decode(zq)
-    l1 = torch.abs(x - xrec)
+    pixel_loss = torch.abs(x - xrec) if pixel == "l1" else (x - xrec) ** 2
     p_loss = perceptual(x, xrec)
-    nll = torch.mean(l1 + perceptual_weight * p_loss)
+    nll = torch.mean(pixel_loss + perceptual_weight * p_loss)
     logits_fake = disc(xrec)
     g_loss = -torch.mean(logits_fake)
     last = model.get_last_layer()
@@ -600,7 +601,7 @@ def vq_training_step(model, disc, perceptual, x, opt_ae, opt_disc, global_step, 
 
     return {
         "total_loss": loss.item(), "quant_loss": qloss.item(), "vq_loss": l_vq.item(), "ortho_loss": l_ortho.item(),
-        "nll_loss": nll.item(), "l1_loss": l1.mean().item(), "p_loss": p_loss.mean().item(),
+        "nll_loss": nll.item(), "pixel_loss": pixel_loss.mean().item(), "p_loss": p_loss.mean().item(),
         "d_weight": float(d_weight), "disc_factor": float(f), "g_loss": g_loss.item(), "disc_loss": d_loss.detach().item(),
         "logits_real": logits_real.mean().item(), "logits_fake": logits_fake_d.mean().item(),
     }

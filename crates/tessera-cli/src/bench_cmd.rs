@@ -32,9 +32,10 @@ pub enum BenchCommand {
         threads: i32,
     },
     /// One tokenizer training step (generator + discriminator, GAN and adaptive weight active,
-    /// in-domain perceptual loss), against benches/vqgan_step.py.
+    /// in-domain perceptual loss), against benches/vqgan_step.py with the same architecture.
     Tokenizer {
-        /// quick (ch 64, z 64) or paper (spec §2.5: ch 128, z 256).
+        /// quick (configs/mnist64-te-quick.toml), paper (configs/mnist64-te.toml, spec §2.5) or a
+        /// tokenizer TOML: its model, quantizer, discriminator and pixel loss are benchmarked.
         #[arg(long, default_value = "quick")]
         config: String,
         #[arg(long, default_value_t = 8)]
@@ -149,21 +150,87 @@ pub fn run(cmd: BenchCommand, device: Device) -> Result<()> {
         }
         BenchCommand::Tokenizer { config, batch, reps, threads, ortho } => {
             tch::set_num_threads(threads);
-            let ours = tokenizer_step_time(&config, batch, reps, ortho, device)?;
-            let theirs = python_median(&[
-                "benches/vqgan_step.py",
-                &format!("--config={config}"),
-                &format!("--batch={batch}"),
-                &format!("--reps={reps}"),
-                &format!("--threads={threads}"),
-                &format!("--ortho={ortho}"),
-            ])?;
-            println!("tokenizer training step ({config}, batch {batch}, λ_o {ortho}, {threads} threads, median of {reps})");
+            let cfg = tokenizer_bench_config(&config, ortho)?;
+            let ours = tokenizer_step_time(cfg.clone(), batch, reps, device)?;
+            let mut args = vec!["benches/vqgan_step.py".to_string()];
+            args.extend(vqgan_step_args(&cfg)?);
+            args.extend([
+                format!("--batch={batch}"),
+                format!("--reps={reps}"),
+                format!("--threads={threads}"),
+                format!("--ortho={ortho}"),
+            ]);
+            let theirs = python_median(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+            let m = &cfg.model;
+            println!(
+                "tokenizer training step ({config}: ch {}, ch_mult {:?}, attn {:?}, z {}, {} codes of dim {}; batch {batch}, λ_o {ortho}, {threads} threads, median of {reps})",
+                m.ch, m.ch_mult, m.attn_resolutions, m.z_channels, cfg.quantizer.num_codes, cfg.quantizer.dim
+            );
             println!("tessera {ours:.3} s   pytorch {theirs:.3} s   ratio {:.2}×", theirs / ours);
-            println!("(the PyTorch step re-runs the autoencoder under no_grad for the discriminator, as taming does; Tessera reuses the generator step's x̂)");
+            println!("(both: generator step, then the discriminator on the updated generator's reconstructions, as taming)");
             Ok(())
         }
     }
+}
+
+/// The preset `name` (quick, paper, or a TOML path) with what the benchmark needs: fake data,
+/// the GAN and adaptive weight active from the first step, λ_o = `ortho`, a fixed lr.
+fn tokenizer_bench_config(name: &str, ortho: f64) -> Result<tessera_train::tokenizer::TokenizerRunConfig> {
+    let root = std::env::var("TESSERA_ROOT").unwrap_or_else(|_| ".".into());
+    let path = match name {
+        "quick" => Path::new(&root).join("configs/mnist64-te-quick.toml"),
+        "paper" => Path::new(&root).join("configs/mnist64-te.toml"),
+        file => file.into(),
+    };
+    let mut cfg: tessera_train::tokenizer::TokenizerRunConfig =
+        tessera_core::config::ConfigSource::new(Some(path.clone()), vec![])
+            .load()
+            .with_context(|| format!("bench config `{name}` ({})", path.display()))?;
+    cfg.data.source = tessera_data::SourceKind::Fake;
+    cfg.data.fake_len = 8;
+    cfg.quantizer.ortho.weight = ortho;
+    // The reference has no dead-code revival (a Tessera option the quick preset turns on).
+    cfg.quantizer.dead_code_threshold = 0.0;
+    cfg.loss.perceptual_weight = 1.0;
+    cfg.loss.perceptual_backbone = tessera_models::perceptual::Backbone::Tiny;
+    cfg.loss.perceptual_head_dropout = true;
+    cfg.loss.disc_start = 0;
+    cfg.eval.trans_eq = false;
+    cfg.optim.scale_lr = false;
+    cfg.optim.base_learning_rate = 1e-4;
+    Ok(cfg)
+}
+
+/// benches/vqgan_step.py's arguments for the architecture of `cfg`.
+fn vqgan_step_args(cfg: &tessera_train::tokenizer::TokenizerRunConfig) -> Result<Vec<String>> {
+    use tessera_train::tokenizer::PixelLoss;
+    let (m, q) = (&cfg.model, &cfg.quantizer);
+    if m.ch % 32 != 0 {
+        bail!("the PyTorch reference uses taming's GroupNorm(32): model.ch must be a multiple of 32, got {}", m.ch);
+    }
+    if q.update != tessera_quant::CodebookUpdate::Gradient
+        || q.codebook_dim.is_some()
+        || q.distance != tessera_quant::Distance::Euclidean
+    {
+        bail!("the PyTorch reference has TE-VQGAN's codebook: gradient-trained, Euclidean, not factorized");
+    }
+    let list = |v: &[i64]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",");
+    Ok(vec![
+        format!("--ch={}", m.ch),
+        format!("--ch-mult={}", list(&m.ch_mult)),
+        format!("--num-res-blocks={}", m.num_res_blocks),
+        format!("--attn={}", list(&m.attn_resolutions)),
+        format!("--resolution={}", m.resolution),
+        format!("--z={}", m.z_channels),
+        format!("--embed={}", q.dim),
+        format!("--codes={}", q.num_codes),
+        format!("--replication-pad={}", u8::from(m.use_replicationpad)),
+        format!("--version={}", serde_name(&m.version)?),
+        format!("--downsampling={}", serde_name(&m.downsampling_method)?),
+        format!("--ndf={}", cfg.disc.ndf),
+        format!("--disc-layers={}", cfg.disc.n_layers),
+        format!("--pixel={}", if cfg.loss.pixel == PixelLoss::L1 { "l1" } else { "l2" }),
+    ])
 }
 
 fn biart_config(name: &str) -> Result<tessera_models::biart::BiartConfig> {
@@ -265,14 +332,19 @@ fn generator_times(
     Ok(GeneratorTimes { train_s, cache_tok_s, nocache_tok_s })
 }
 
-fn tokenizer_step_time(config: &str, batch: i64, reps: usize, ortho: f64, device: Device) -> Result<f64> {
+/// A unit enum's name as configs spell it (`v2`, `strided_conv`).
+fn serde_name(v: &impl serde::Serialize) -> Result<String> {
+    Ok(serde_json::to_value(v)?.as_str().context("not a unit enum")?.to_string())
+}
+
+fn tokenizer_step_time(
+    mut cfg: tessera_train::tokenizer::TokenizerRunConfig,
+    batch: i64,
+    reps: usize,
+    device: Device,
+) -> Result<f64> {
     use tessera_train::runner::Task;
-    use tessera_train::tokenizer::{TokenizerRunConfig, TokenizerTask};
-    let (ch, z) = match config {
-        "quick" => (64, 64),
-        "paper" => (128, 256),
-        other => bail!("unknown bench config `{other}` (quick or paper)"),
-    };
+    use tessera_train::tokenizer::TokenizerTask;
     let dir = tempfile::tempdir()?;
     // A random in-domain perceptual network: speed does not depend on its weights.
     let pvs = VarStore::new(device);
@@ -280,22 +352,12 @@ fn tokenizer_step_time(config: &str, batch: i64, reps: usize, ortho: f64, device
         tessera_models::perceptual::Lpips::new(&pvs.root(), tessera_models::perceptual::Backbone::Tiny, true);
     let pw = dir.path().join("p.safetensors");
     Tensor::write_safetensors(&tessera_train::checkpoint::vars(&pvs, ""), &pw)?;
-    let mut cfg = TokenizerRunConfig::default();
-    cfg.data.source = tessera_data::SourceKind::Fake;
-    cfg.data.fake_len = 8;
-    cfg.model.ch = ch;
-    cfg.model.z_channels = z;
-    cfg.quantizer.dim = z;
-    cfg.quantizer.ortho.weight = ortho;
     cfg.loss.perceptual_weights = Some(pw);
-    cfg.loss.perceptual_head_dropout = true;
-    cfg.loss.disc_start = 0;
-    cfg.eval.trans_eq = false;
-    cfg.optim.scale_lr = false;
-    cfg.optim.base_learning_rate = 1e-4;
+    cfg.loss.perceptual_heads = None;
+    let side = cfg.model.resolution;
     let mut task = TokenizerTask::new(cfg, device, dir.path())?;
     tch::manual_seed(0);
-    let x = Tensor::rand([batch, 3, 64, 64], (Kind::Float, device)) * 2.0 - 1.0;
+    let x = Tensor::rand([batch, 3, side, side], (Kind::Float, device)) * 2.0 - 1.0;
     let b = tessera_data::Batch { images: x, captions: vec![], indices: vec![] };
     let mut times = Vec::new();
     for i in 0..=reps {
