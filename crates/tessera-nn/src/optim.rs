@@ -140,11 +140,15 @@ impl Adam {
                         g = g.f_add(&(&s.param * c.weight_decay)).expect("same shape");
                     }
                 }
+                // In place where PyTorch's Adam is (`lerp_`, `mul_().addcmul_()`, `addcdiv_`):
+                // three temporaries a parameter instead of seven.
                 let _ = s.m.lerp_(&g, 1.0 - c.beta1);
                 s.v *= c.beta2;
-                s.v += g.square() * (1.0 - c.beta2);
-                let denom = s.v.sqrt() / bc2_sqrt + c.eps;
-                s.param -= (&s.m / denom) * step_size;
+                let _ = s.v.addcmul_(&g, &(&g * (1.0 - c.beta2)));
+                let mut denom = s.v.sqrt();
+                denom /= bc2_sqrt;
+                denom += c.eps;
+                let _ = s.param.addcdiv_(&(&s.m * -step_size), &denom);
             }
         })
     }
