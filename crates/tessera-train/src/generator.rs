@@ -471,15 +471,14 @@ impl Task for GeneratorTask {
             self.opt.zero_grad();
             let what = if joint { "generator loss".to_string() } else { format!("{} loss", dirs[0].name()) };
             for (text, codes) in &inputs {
-                let mut loss = Tensor::zeros([], (tch::Kind::Float, self.device));
-                for &dir in &dirs {
+                let totals = dirs.iter().map(|&dir| {
                     let p = self.model.loss(dir, text, codes, true);
                     add(&mut rec, format!("loss/{}", dir.name()), p.total.double_value(&[]));
                     let key = if dir == Direction::T2i { "loss/t2i_image" } else { "loss/i2t_text" };
                     add(&mut rec, key.into(), p.target.double_value(&[]));
-                    loss = loss + p.total;
-                }
-                let loss = loss / dirs.len() as f64;
+                    p.total
+                });
+                let loss = totals.reduce(|a, b| a + b).expect("at least one direction") / dirs.len() as f64;
                 if !loss.double_value(&[]).is_finite() {
                     return Err(TrainError::NonFinite { step, what });
                 }
