@@ -206,7 +206,10 @@ fn vqgan_step_args(cfg: &tessera_train::tokenizer::TokenizerRunConfig) -> Result
     use tessera_train::tokenizer::PixelLoss;
     let (m, q) = (&cfg.model, &cfg.quantizer);
     if m.ch % 32 != 0 {
-        bail!("the PyTorch reference uses taming's GroupNorm(32): model.ch must be a multiple of 32, got {}", m.ch);
+        bail!(
+            "the PyTorch reference uses taming's GroupNorm(32): model.ch must be a multiple of 32, got {}",
+            m.ch
+        );
     }
     if q.update != tessera_quant::CodebookUpdate::Gradient
         || q.codebook_dim.is_some()
