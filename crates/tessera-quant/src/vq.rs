@@ -174,8 +174,11 @@ impl VectorQuantizer {
         match *layout {
             Layout::Image { b, h, w } => {
                 let c = flat.size()[1];
+                // Contiguous NCHW again: a permuted (channels-last) tensor would make every conv
+                // and GroupNorm of the decoder run channels-last, which libtorch's CPU kernels
+                // (GroupNorm backward above all) do more slowly than PyTorch's NCHW path.
                 (
-                    flat.reshape([b, h, w, c]).permute([0, 3, 1, 2]),
+                    flat.reshape([b, h, w, c]).permute([0, 3, 1, 2]).contiguous(),
                     Box::new(move |i: Tensor| i.reshape([b, h, w])),
                 )
             }

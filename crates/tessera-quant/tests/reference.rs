@@ -289,6 +289,8 @@ fn image_and_sequence_layouts_round_trip() {
     let x = Tensor::randn([2, 6, 3, 5], (Kind::Float, Device::Cpu));
     let out = vq.forward_t(&x, false).unwrap();
     assert_eq!(out.quantized.size(), vec![2, 6, 3, 5]);
+    // NCHW-contiguous, as its input: a channels-last output would switch the decoder's kernels.
+    assert!(out.quantized.is_contiguous(), "strides {:?}", out.quantized.stride());
     assert_eq!(out.indices.size(), vec![2, 3, 5]);
     close(&vq.decode_indices(&out.indices), &out.quantized, 1e-6);
     // The same vectors as a sequence give the same codes.
