@@ -375,7 +375,7 @@ impl VectorQuantizer {
         shape.push(self.config.dim);
         let v = v.reshape(shape.as_slice());
         if indices.dim() == 3 {
-            v.permute([0, 3, 1, 2])
+            v.permute([0, 3, 1, 2]).contiguous() // NCHW, as `forward_t` returns it
         } else {
             v
         }

@@ -293,6 +293,7 @@ fn image_and_sequence_layouts_round_trip() {
     assert!(out.quantized.is_contiguous(), "strides {:?}", out.quantized.stride());
     assert_eq!(out.indices.size(), vec![2, 3, 5]);
     close(&vq.decode_indices(&out.indices), &out.quantized, 1e-6);
+    assert!(vq.decode_indices(&out.indices).is_contiguous());
     // The same vectors as a sequence give the same codes.
     let seq = x.permute([0, 2, 3, 1]).reshape([2, 15, 6]);
     let out2 = vq.forward_t(&seq, false).unwrap();
