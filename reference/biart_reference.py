@@ -60,7 +60,10 @@ ATTN_TYPES = ("full", "axial_row", "axial_col", "conv_like")
 
 @dataclass
 class BiartConfig:
-    """Same fields, names and defaults as the Rust `BiartConfig` (serde snake_case values)."""
+    """Same fields, names and defaults as the Rust `BiartConfig` (serde snake_case values), except
+    the block options (feed_forward, ff_mult, layer_scale, qkv_bias, dropout_sites, head_bias): this
+    module is the minGPT block of their defaults; Bi-DALL-E's blocks are checked against the upstream
+    code itself by reference/bidalle_block_fixtures.py."""
     n_layer: int = 8
     n_head: int = 8
     n_embd: int = 256

@@ -2,8 +2,10 @@
 //! text from images (i2t).
 //!
 //! It joins two designs (spec §1.6, §3, §4.7):
-//! - minGPT blocks (pre-LN, causal multi-head attention, 4× MLP with GELU, final LayerNorm, head
-//!   without bias; taming's stage 2, spec §1.6);
+//! - minGPT blocks by default (pre-LN, causal multi-head attention, 4× MLP with GELU, final
+//!   LayerNorm, head without bias; taming's stage 2, spec §1.6), or Bi-DALL-E's blocks (GEGLU,
+//!   LayerScale, `to_qkv` without bias, its dropout sites, head with bias; spec §3.2) through the
+//!   options of [`block`];
 //! - L-Verse's **segment embedding**: `x = tok_emb(id) + seg_emb(seg) + pos`, with segment 0 for
 //!   the condition and 1 for the generation target (spec §4.7), so the same modality carries a
 //!   different segment in each direction;
@@ -21,6 +23,7 @@
 //! `text_pos_emb`, spec §13.4); image positions use Bi-DALL-E's fixed 2-D sinusoid or a learned
 //! axial table (row + column).
 
+pub mod block;
 pub mod masks;
 pub mod sample;
 
@@ -30,6 +33,8 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
+use block::{layer_norm, linear, Block, CacheSlot};
+pub use block::{layer_scale_init, DropoutSites, FeedForward, KvCache};
 pub use masks::{AttnType, Direction, Geometry};
 
 /// Text ids the model relies on: the BPE tokenizer's specials (spec §3.1, `tessera_data::text`).
@@ -57,8 +62,10 @@ pub enum PadTokens {
     Shared,
 }
 
-/// `[model]` of a generator run. Defaults are Bi-DALL-E's MNIST64x64 run (spec §3.2, §3.4) with
-/// L-Verse's segment embedding and full attention.
+/// `[model]` of a generator run. Defaults are Bi-DALL-E's MNIST64x64 run size (spec §3.2, §3.4)
+/// with minGPT blocks, L-Verse's segment embedding and full attention; `feed_forward = "geglu"`,
+/// `layer_scale = true`, `qkv_bias = false`, `dropout_sites = "dalle"` and `head_bias = true`
+/// give Bi-DALL-E's blocks and head.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BiartConfig {
@@ -87,6 +94,20 @@ pub struct BiartConfig {
     /// Weight of the target modality's cross-entropy (spec §3.3).
     pub loss_weight: f64,
     pub dropout: f64,
+    /// Where `dropout` acts: minGPT's sites or Bi-DALL-E's (see [`DropoutSites`]).
+    pub dropout_sites: DropoutSites,
+    /// Feed-forward of every block: minGPT's GELU MLP or Bi-DALL-E's GEGLU.
+    pub feed_forward: FeedForward,
+    /// Feed-forward hidden width as a multiple of `n_embd` (4 in both; GEGLU's first projection
+    /// is twice as wide).
+    pub ff_mult: usize,
+    /// LayerScale: a learned per-channel γ on each branch output, `x += γ ⊙ f(LN(x))`, initialised
+    /// by layer index ([`layer_scale_init`]; Bi-DALL-E).
+    pub layer_scale: bool,
+    /// Bias on the fused q/k/v projection (minGPT: yes; Bi-DALL-E's `to_qkv`: no).
+    pub qkv_bias: bool,
+    /// Bias on the output head (minGPT: no; Bi-DALL-E's `to_logits` Linear: yes).
+    pub head_bias: bool,
 }
 
 impl Default for BiartConfig {
@@ -107,6 +128,12 @@ impl Default for BiartConfig {
             segment_embedding: true,
             loss_weight: 7.0,
             dropout: 0.0,
+            dropout_sites: DropoutSites::MinGpt,
+            feed_forward: FeedForward::GeluMlp,
+            ff_mult: 4,
+            layer_scale: false,
+            qkv_bias: true,
+            head_bias: false,
         }
     }
 }
@@ -149,8 +176,13 @@ impl BiartConfig {
         if self.text_len < 2 {
             return bad("text_len must leave room for [CLS] and [SEP]");
         }
-        if self.n_layer == 0 || self.n_head == 0 || self.head_dim == 0 || self.n_embd == 0 {
-            return bad("n_layer, n_head, head_dim and n_embd must be positive");
+        if self.n_layer == 0
+            || self.n_head == 0
+            || self.head_dim == 0
+            || self.n_embd == 0
+            || self.ff_mult == 0
+        {
+            return bad("n_layer, n_head, head_dim, n_embd and ff_mult must be positive");
         }
         if self.attn_types.is_empty() {
             return bad("attn_types needs at least one entry");
@@ -188,123 +220,6 @@ pub fn fixed_2d_positions(side: usize, dim: usize) -> Tensor {
     Tensor::from_slice(&out).view([(side * side) as i64, dim as i64])
 }
 
-fn linear(p: nn::Path, i: usize, o: usize, bias: bool) -> nn::Linear {
-    let cfg = nn::LinearConfig {
-        ws_init: nn::Init::Randn { mean: 0.0, stdev: 0.02 },
-        bs_init: bias.then_some(nn::Init::Const(0.0)),
-        bias,
-    };
-    nn::linear(p, i as i64, o as i64, cfg)
-}
-
-fn layer_norm(p: nn::Path, n: usize) -> nn::LayerNorm {
-    nn::layer_norm(p, vec![n as i64], Default::default())
-}
-
-/// Keys and values of every layer for the positions processed so far, in buffers allocated once
-/// for the whole sequence, so each step writes its new rows in place instead of copying the cache.
-#[derive(Default)]
-pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
-    len: i64,
-}
-
-impl KvCache {
-    /// Positions held.
-    pub fn len(&self) -> i64 {
-        self.len
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-/// One layer's slot in a [`KvCache`]: its buffers, where the new keys go, and the buffer length.
-struct CacheSlot<'a> {
-    kv: &'a mut Option<(Tensor, Tensor)>,
-    start: i64,
-    capacity: i64,
-}
-
-/// Causal multi-head self-attention with a fused qkv projection.
-#[derive(Debug)]
-struct SelfAttention {
-    qkv: nn::Linear,
-    proj: nn::Linear,
-    n_head: i64,
-    head_dim: i64,
-    dropout: f64,
-}
-
-impl SelfAttention {
-    fn new(p: nn::Path, c: &BiartConfig) -> Self {
-        let inner = c.n_head * c.head_dim;
-        Self {
-            qkv: linear(&p / "qkv", c.n_embd, 3 * inner, true),
-            proj: linear(&p / "proj", inner, c.n_embd, true),
-            n_head: c.n_head as i64,
-            head_dim: c.head_dim as i64,
-            dropout: c.dropout,
-        }
-    }
-
-    /// `softmax(q·kᵀ/√d + mask)·v` over the cached keys plus the new ones.
-    ///
-    /// # Shapes
-    /// `x: (B, t, C)`, `mask: (B, 1, t, T)` bool (T = cached + t), `cache`: `(B, H, T−t, D)` each
-    /// → `(B, t, C)`
-    fn forward(&self, x: &Tensor, mask: &Tensor, cache: Option<CacheSlot>, train: bool) -> Tensor {
-        let (b, t, _) = x.size3().expect("(B, t, C)");
-        let qkv = self.qkv.forward(x).view([b, t, 3, self.n_head, self.head_dim]).permute([2, 0, 3, 1, 4]);
-        let (q, mut k, mut v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-        if let Some(CacheSlot { kv, start, capacity }) = cache {
-            let (kb, vb) = kv.get_or_insert_with(|| {
-                let shape = [b, self.n_head, capacity, self.head_dim];
-                (Tensor::zeros(shape, (k.kind(), k.device())), Tensor::zeros(shape, (v.kind(), v.device())))
-            });
-            kb.narrow(2, start, t).copy_(&k);
-            vb.narrow(2, start, t).copy_(&v);
-            k = kb.narrow(2, 0, start + t);
-            v = vb.narrow(2, 0, start + t);
-        }
-        let p = if train { self.dropout } else { 0.0 };
-        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), p, false, None, false);
-        self.proj.forward(&y.transpose(1, 2).contiguous().view([b, t, self.n_head * self.head_dim]))
-    }
-}
-
-/// Pre-LN transformer block: `x += attn(ln1(x)); x += mlp(ln2(x))` (spec §1.6).
-#[derive(Debug)]
-struct Block {
-    ln1: nn::LayerNorm,
-    attn: SelfAttention,
-    ln2: nn::LayerNorm,
-    fc: nn::Linear,
-    proj: nn::Linear,
-    kind: AttnType,
-    dropout: f64,
-}
-
-impl Block {
-    fn new(p: nn::Path, c: &BiartConfig, kind: AttnType) -> Self {
-        Self {
-            ln1: layer_norm(&p / "ln1", c.n_embd),
-            attn: SelfAttention::new(&p / "attn", c),
-            ln2: layer_norm(&p / "ln2", c.n_embd),
-            fc: linear(&p / "mlp" / "fc", c.n_embd, 4 * c.n_embd, true),
-            proj: linear(&p / "mlp" / "proj", 4 * c.n_embd, c.n_embd, true),
-            kind,
-            dropout: c.dropout,
-        }
-    }
-
-    fn forward(&self, x: &Tensor, mask: &Tensor, cache: Option<CacheSlot>, train: bool) -> Tensor {
-        let x = x + self.attn.forward(&self.ln1.forward(x), mask, cache, train).dropout(self.dropout, train);
-        let h = self.proj.forward(&self.fc.forward(&self.ln2.forward(&x)).gelu("none"));
-        &x + h.dropout(self.dropout, train)
-    }
-}
-
 /// The two cross-entropies of one direction and their weighted mean (spec §3.3).
 #[derive(Debug)]
 pub struct LossParts {
@@ -318,7 +233,7 @@ pub struct LossParts {
 
 /// The BiART model. Parameter names: `tok_emb`, `seg_emb`, `text_pos_emb`,
 /// `image_pos_{row,col}` (learned positions only), `blocks.{i}.{ln1,attn.qkv,attn.proj,ln2,mlp.fc,mlp.proj}`,
-/// `ln_f`, `head`.
+/// `blocks.{i}.{ls1,ls2}` (LayerScale only), `ln_f`, `head`.
 #[derive(Debug)]
 pub struct Biart {
     pub config: BiartConfig,
@@ -374,10 +289,10 @@ impl Biart {
             },
         };
         let blocks = (0..config.n_layer)
-            .map(|i| Block::new(p / "blocks" / i, &config, config.attn_types[i % config.attn_types.len()]))
+            .map(|i| Block::new(p / "blocks" / i, &config, config.attn_types[i % config.attn_types.len()], i))
             .collect();
         let ln_f = layer_norm(p / "ln_f", config.n_embd);
-        let head = linear(p / "head", config.n_embd, config.vocab_size() as usize, false);
+        let head = linear(p / "head", config.n_embd, config.vocab_size() as usize, config.head_bias);
         let geometry = config.geometry();
         let mut attn_masks = HashMap::new();
         let mut logit_masks = HashMap::new();
@@ -520,10 +435,43 @@ impl Biart {
         dir: Direction,
         p0: i64,
         keep: &Tensor,
+        cache: Option<&mut KvCache>,
+        train: bool,
+    ) -> Tensor {
+        let x = self.embed(ids, dir, p0);
+        let x = match self.config.dropout_sites {
+            DropoutSites::MinGpt => x.dropout(self.config.dropout, train),
+            DropoutSites::Dalle => x,
+        };
+        let x = self.run_blocks(x, dir, p0, keep, cache, train);
+        let logits = self.head.forward(&self.ln_f.forward(&x));
+        logits + self.logit_masks[&dir].narrow(0, p0, ids.size()[1]).unsqueeze(0)
+    }
+
+    /// The transformer layers alone on hidden states of the whole sequence from position 0, with
+    /// the model's attention masks for `dir` and the key-padding mask `keep`: what upstream's
+    /// `Transformer(x, mask=keep, task=dir)` computes (no embeddings, no final LayerNorm or head).
+    ///
+    /// # Shapes
+    /// `x: (B, t, C)` with `t ≤ L`, `keep: (B, L)` bool → `(B, t, C)`
+    pub fn blocks_forward(&self, x: &Tensor, dir: Direction, keep: &Tensor, train: bool) -> Tensor {
+        self.run_blocks(x.shallow_clone(), dir, 0, keep, None, train)
+    }
+
+    /// Every block on hidden states at absolute positions `p0..p0+t`, filling the cache if given.
+    ///
+    /// # Shapes
+    /// `x: (B, t, C)`, `keep: (B, L)` bool → `(B, t, C)`
+    fn run_blocks(
+        &self,
+        mut x: Tensor,
+        dir: Direction,
+        p0: i64,
+        keep: &Tensor,
         mut cache: Option<&mut KvCache>,
         train: bool,
     ) -> Tensor {
-        let t = ids.size()[1];
+        let t = x.size()[1];
         let end = p0 + t;
         assert!(
             end <= self.geometry.total() as i64,
@@ -539,7 +487,6 @@ impl Biart {
         }
         let keys = keep.narrow(1, 0, end).unsqueeze(1).unsqueeze(1);
         let mut masks: HashMap<AttnType, Tensor> = HashMap::new();
-        let mut x = self.embed(ids, dir, p0).dropout(self.config.dropout, train);
         for (i, block) in self.blocks.iter().enumerate() {
             let mask = masks.entry(block.kind).or_insert_with(|| {
                 let m = self.attn_masks[&(block.kind, dir)].narrow(0, p0, t).narrow(1, 0, end);
@@ -552,8 +499,7 @@ impl Biart {
         if let Some(c) = cache {
             c.len = end;
         }
-        let logits = self.head.forward(&self.ln_f.forward(&x));
-        logits + self.logit_masks[&dir].narrow(0, p0, t).unsqueeze(0)
+        x
     }
 
     /// Weighted cross-entropy of one direction (spec §3.3):
