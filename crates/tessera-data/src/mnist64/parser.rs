@@ -4,8 +4,10 @@
 //! A caption is split on `,`. In each segment: location = the first of `upper left|top left` (1),
 //! `upper right|top right` (2), `lower left|bottom left` (3), `lower right|bottom right` (4) that
 //! occurs, else the centre (0); colour = the first of white, red, green, blue (checked in that order)
-//! that occurs, else none (−101 in the original); digit = the first character `0`–`9`, else none
-//! (−102). Segments with no letters or digits at all (e.g. after a trailing comma) are skipped.
+//! that occurs, else none (−101 in the original); digit = the **smallest** digit whose character
+//! occurs anywhere in the segment (the original's `get_number_index` loops `for i in range(10)`),
+//! else none (−102). Segments with no letters or digits at all (e.g. after a trailing comma) are
+//! skipped.
 
 use super::layout::{Colour, Location};
 
@@ -32,7 +34,7 @@ pub fn parse_segment(segment: &str) -> Triple {
         .find(|(_, phrases)| phrases.iter().any(|p| s.contains(p)))
         .map_or(Location::Center, |(l, _)| *l);
     let colour = Colour::ALL.into_iter().find(|c| s.contains(c.name()));
-    let digit = s.chars().find(|c| c.is_ascii_digit()).map(|c| c as u8 - b'0');
+    let digit = (0..10u8).find(|d| s.contains(char::from(b'0' + d)));
     Triple { location, colour, digit }
 }
 
@@ -65,8 +67,14 @@ mod tests {
             Triple { location: Location::UpperRight, colour: None, digit: None }
         );
         assert!(parse_caption(" , .").is_empty());
-        // First-match rules: colour checked in order white, red, green, blue; first digit char.
+        // Priority rules: colour checked in order white, red, green, blue; the smallest digit.
         assert_eq!(parse_segment("blue red 12").colour, Some(Colour::Red));
         assert_eq!(parse_segment("blue red 12").digit, Some(1));
+        // Two digits in one segment: the original takes the smallest, not the first.
+        assert_eq!(parse_segment("red 7 3 on the upper left").digit, Some(3));
+        assert_eq!(parse_segment("blue 94").digit, Some(4));
+        assert_eq!(parse_segment("the lower right number is green 80").digit, Some(0));
+        // Location by priority, not by position in the text.
+        assert_eq!(parse_segment("lower right upper left").location, Location::UpperLeft);
     }
 }
