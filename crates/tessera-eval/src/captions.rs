@@ -47,6 +47,12 @@ pub fn bucket(gt: &[Triple]) -> &'static str {
     }
 }
 
+/// Whether one segment of a generated caption is right: its (location, colour, digit) is in the
+/// ground truth.
+pub fn i2t_segment_right(gt: &[Triple], generated: &Triple) -> bool {
+    gt.contains(generated)
+}
+
 /// Accumulated counts per bucket.
 #[derive(Clone, Debug, Default)]
 pub struct CaptionScores {
@@ -58,34 +64,41 @@ impl CaptionScores {
         Self::default()
     }
 
-    fn entry(&mut self, gt: &[Triple]) -> &mut Counts {
-        let c = self.buckets.entry(bucket(gt)).or_default();
-        c.labels += gt.len();
-        c
-    }
-
     /// T2I: `predicted[i]` is the classifier's (colour, digit) on the crop at `gt[i].location`.
-    pub fn add_t2i(&mut self, gt: &[Triple], predicted: &[(Colour, u8)]) {
+    /// Returns this image's counts (for per-image intervals and records).
+    pub fn add_t2i(&mut self, gt: &[Triple], predicted: &[(Colour, u8)]) -> Counts {
         assert_eq!(gt.len(), predicted.len(), "one prediction per ground-truth location");
-        let c = self.entry(gt);
+        let mut one = Counts { labels: gt.len(), ..Counts::default() };
         for (g, &(colour, digit)) in gt.iter().zip(predicted) {
             let p = Triple { location: g.location, colour: Some(colour), digit: Some(digit) };
-            c.exact += usize::from(gt.contains(&p));
-            c.colour += usize::from(g.colour == Some(colour));
-            c.digit += usize::from(g.digit == Some(digit));
+            one.exact += usize::from(gt.contains(&p));
+            one.colour += usize::from(g.colour == Some(colour));
+            one.digit += usize::from(g.digit == Some(digit));
         }
+        self.add(gt, one);
+        one
     }
 
-    /// I2T: `generated` is the parse of the generated caption.
-    pub fn add_i2t(&mut self, gt: &[Triple], generated: &[Triple]) {
-        let c = self.entry(gt);
+    /// I2T: `generated` is the parse of the generated caption. Returns this image's counts.
+    pub fn add_i2t(&mut self, gt: &[Triple], generated: &[Triple]) -> Counts {
+        let mut one = Counts { labels: gt.len(), ..Counts::default() };
         for g in generated {
-            c.exact += usize::from(gt.contains(g));
+            one.exact += usize::from(i2t_segment_right(gt, g));
             if let Some(t) = gt.iter().find(|t| t.location == g.location) {
-                c.colour += usize::from(g.colour.is_some() && t.colour == g.colour);
-                c.digit += usize::from(g.digit.is_some() && t.digit == g.digit);
+                one.colour += usize::from(g.colour.is_some() && t.colour == g.colour);
+                one.digit += usize::from(g.digit.is_some() && t.digit == g.digit);
             }
         }
+        self.add(gt, one);
+        one
+    }
+
+    fn add(&mut self, gt: &[Triple], one: Counts) {
+        let c = self.buckets.entry(bucket(gt)).or_default();
+        c.exact += one.exact;
+        c.colour += one.colour;
+        c.digit += one.digit;
+        c.labels += one.labels;
     }
 
     pub fn counts(&self, bucket: &str) -> Counts {

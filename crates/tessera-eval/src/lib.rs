@@ -5,7 +5,9 @@
 //!   that is a multiple of the down-sampling factor.
 //! - [`captions`]: Bi-directional DALL-E's text→image and image→text accuracy on MNIST64x64,
 //!   bucketed by the number of digits (spec §9.1).
+//! - [`stats`]: paired t-intervals over seeds and bootstrap intervals over images.
 
 pub mod captions;
 pub mod equivariance;
 pub mod image;
+pub mod stats;
