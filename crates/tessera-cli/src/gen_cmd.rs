@@ -138,21 +138,43 @@ pub struct EvalGeneratorArgs {
     /// Splits (default: the run's eval.splits: validation, test-unseen).
     #[arg(long = "split")]
     pub splits: Vec<Split>,
+    /// Seed of evaluation sampling (default: the run's eval.seed, the one the study used).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Output folder (default: RUN/evals/seed<SEED>-n<IMAGES>). The study's own results in RUN
+    /// (`eval_generator.json`, `eval/`) are never written.
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
 }
 
 pub fn eval(args: &EvalGeneratorArgs, g: &GlobalArgs, device: Device) -> Result<()> {
     let mut task = open(&args.run, g, device)?;
     let clf = Classifier::load(&args.classifier, device)?;
     let n = args.images.unwrap_or(task.config.eval.images);
-    let splits = if args.splits.is_empty() { task.config.eval.splits.clone() } else { args.splits.clone() };
-    let mut out = serde_json::Map::new();
-    let samples = args.run.join("eval");
-    for split in splits {
-        let s = generator::evaluate_split(&mut task, &clf, split, n, &g.data_root(), Some(&samples))?;
-        out.insert(split.name().into(), serde_json::to_value(s)?);
+    if let Some(seed) = args.seed {
+        task.config.eval.seed = seed;
     }
-    let json = serde_json::to_string_pretty(&out)?;
-    tessera_core::fsutil::write_atomic(&args.run.join("eval_generator.json"), json.as_bytes())?;
-    println!("{json}");
+    let seed = task.config.eval.seed;
+    let out = args.out.clone().unwrap_or_else(|| args.run.join("evals").join(format!("seed{seed}-n{n}")));
+    let protected = [args.run.clone(), args.run.join("eval"), args.run.join("checkpoints")];
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    if protected.iter().any(|p| canon(p) == canon(&out)) {
+        bail!(
+            "--out {} would overwrite the run's own results; pick another folder (default: RUN/evals/...)",
+            out.display()
+        );
+    }
+    let splits = if args.splits.is_empty() { task.config.eval.splits.clone() } else { args.splits.clone() };
+    let mut results = serde_json::Map::new();
+    for split in splits {
+        let s =
+            tessera_train::gen_eval::evaluate_split(&mut task, &clf, split, n, &g.data_root(), Some(&out))?;
+        results.insert(split.name().into(), serde_json::to_value(s)?);
+    }
+    results.insert("seed".into(), seed.into());
+    let json = serde_json::to_string_pretty(&results)?;
+    std::fs::create_dir_all(&out)?;
+    tessera_core::fsutil::write_atomic(&out.join("eval_generator.json"), json.as_bytes())?;
+    println!("{json}\nwritten to {}", out.display());
     Ok(())
 }

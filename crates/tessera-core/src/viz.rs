@@ -104,6 +104,56 @@ pub fn labelled_rows(items: &[(RgbImage, String)], zoom: u32, text_chars: usize)
     out
 }
 
+/// A line of text in [`marked_rows`]: neutral, right (green, prefixed `+`) or wrong (red, `x`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mark {
+    pub text: String,
+    pub right: Option<bool>,
+}
+
+impl Mark {
+    pub fn plain(text: impl Into<String>) -> Self {
+        Self { text: text.into(), right: None }
+    }
+    pub fn judged(text: impl Into<String>, right: bool) -> Self {
+        Self { text: text.into(), right: Some(right) }
+    }
+}
+
+const RIGHT: Rgb<u8> = Rgb([0, 140, 0]);
+const WRONG: Rgb<u8> = Rgb([200, 0, 0]);
+
+/// One row per item: the image scaled up by `zoom`, and beside it one line per [`Mark`], green
+/// with `+ ` when right, red with `x ` when wrong (so it reads in grey-scale too), lines cut at
+/// `text_chars`.
+pub fn marked_rows(items: &[(RgbImage, Vec<Mark>)], zoom: u32, text_chars: usize) -> RgbImage {
+    let pad = 8;
+    let Some((first, _)) = items.first() else {
+        return RgbImage::from_pixel(1, 1, BACKGROUND);
+    };
+    let (w, h) = (first.width() * zoom, first.height() * zoom);
+    let line_h = GLYPH + 4;
+    let most = items.iter().map(|(_, m)| m.len() as u32).max().unwrap_or(0);
+    let row_h = h.max(most * line_h) + pad;
+    let width = pad + w + pad + text_chars as u32 * GLYPH + pad;
+    let mut out = RgbImage::from_pixel(width, pad + items.len() as u32 * row_h, BACKGROUND);
+    for (i, (img, marks)) in items.iter().enumerate() {
+        let y = pad + i as u32 * row_h;
+        let big = imageops::resize(img, w, h, imageops::FilterType::Nearest);
+        imageops::overlay(&mut out, &big, pad as i64, y as i64);
+        for (l, m) in marks.iter().enumerate() {
+            let (prefix, color) = match m.right {
+                None => ("", INK),
+                Some(true) => ("+ ", RIGHT),
+                Some(false) => ("x ", WRONG),
+            };
+            let line: String = format!("{prefix}{}", m.text).chars().take(text_chars).collect();
+            draw_text(&mut out, pad + w + pad, y + l as u32 * line_h, &line, 1, color);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +176,17 @@ mod tests {
         assert_eq!(g.get_pixel(6, 1), &Rgb([0, 0, 255]));
         assert_eq!(g.get_pixel(1, 6), &Rgb([0, 0, 255]));
         assert_eq!(g.get_pixel(6, 6), &BACKGROUND);
+    }
+
+    #[test]
+    fn marked_rows_colour_right_and_wrong_lines() {
+        let img = RgbImage::from_pixel(4, 4, Rgb([0, 0, 0]));
+        let marks = vec![Mark::plain("cap"), Mark::judged("ok", true), Mark::judged("bad", false)];
+        let out = marked_rows(&[(img, marks)], 2, 10);
+        // Three lines of 12 px fit beside an 8 px image: the row grows to the text.
+        assert_eq!(out.height(), 8 + 3 * 12 + 8);
+        let count = |c: Rgb<u8>| out.pixels().filter(|p| **p == c).count();
+        assert!(count(INK) > 0 && count(RIGHT) > 0 && count(WRONG) > 0);
     }
 
     #[test]

@@ -13,17 +13,17 @@
 //! - Evaluation (spec §3.6, §9.1): T2I and I2T accuracy per bucket with the evaluation classifier
 //!   and the caption parser.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
-use tessera_data::mnist64::{parse_caption, Split};
+use tessera_data::mnist64::Split;
 use tessera_data::tensor::{images_to_tensor, tensor_to_images};
 use tessera_data::{Batch, DataConfig, DataLoader, Dataset, LoaderConfig, Subset, TextTokenizer};
-use tessera_eval::captions::{Accuracy, CaptionScores};
+use tessera_eval::captions::CaptionScores;
 use tessera_models::biart::sample::SampleConfig;
 use tessera_models::biart::{Biart, BiartConfig, Direction};
 use tessera_nn::optim::{Adam, AdamConfig};
@@ -31,9 +31,10 @@ use tessera_nn::optim::{Adam, AdamConfig};
 use crate::checkpoint;
 use crate::classifier::Classifier;
 use crate::error::{Result, TrainError};
+use crate::gen_eval::{score_i2t, score_t2i};
 use crate::metrics::Record;
 use crate::runner::{LoopConfig, Task};
-use crate::schedule::{lr_at, Decay};
+use crate::schedule::{lr_at_cycles, Decay};
 use crate::tokenizer::TokenizerTask;
 
 /// How the two directions share a batch.
@@ -54,6 +55,8 @@ pub struct GenOptimConfig {
     pub adam: AdamConfig,
     pub warmup_steps: i64,
     pub decay: Decay,
+    /// Cycles of `decay = "cosine-hard-restarts"` (Bi-DALL-E: 6).
+    pub restart_cycles: u32,
     pub min_lr_ratio: f64,
     /// 0 = no clipping.
     pub clip_grad_norm: f64,
@@ -67,6 +70,7 @@ impl Default for GenOptimConfig {
             adam: AdamConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.01, decoupled: true },
             warmup_steps: 200,
             decay: Decay::Cosine,
+            restart_cycles: 1,
             min_lr_ratio: 0.1,
             clip_grad_norm: 1.0,
         }
@@ -114,6 +118,12 @@ pub struct GenEvalConfig {
     pub loss_images: usize,
     /// Validation images captioned during training-time validation (I2T accuracy).
     pub i2t_images: usize,
+    /// Validation captions drawn during training-time validation (T2I accuracy; needs
+    /// `classifier`).
+    pub t2i_images: usize,
+    /// Directory of an evaluation classifier (`classifier.safetensors`) that reads generated
+    /// images during validation. The study sets it to its shared classifier.
+    pub classifier: Option<PathBuf>,
     /// Images per split for `eval generator`.
     pub images: usize,
     pub splits: Vec<Split>,
@@ -127,6 +137,8 @@ impl Default for GenEvalConfig {
         Self {
             loss_images: 256,
             i2t_images: 64,
+            t2i_images: 64,
+            classifier: None,
             images: 500,
             splits: vec![Split::Validation, Split::TestUnseen],
             batch_size: 50,
@@ -181,6 +193,7 @@ pub struct GeneratorTask {
     train_codes: Tensor,
     val_codes: Tensor,
     val_captions: Vec<String>,
+    classifier: Option<Classifier>,
     truncated_warned: bool,
 }
 
@@ -292,7 +305,11 @@ impl GeneratorTask {
         }
         .to_device(device);
         let val_set = config.data.open(Split::Validation, root)?;
-        let n_val = config.eval.loss_images.max(config.eval.i2t_images);
+        let classifier = match &config.eval.classifier {
+            Some(dir) => Some(Classifier::load(dir, device)?),
+            None => None,
+        };
+        let n_val = config.eval.loss_images.max(config.eval.i2t_images).max(config.eval.t2i_images);
         let (val_codes, val_captions) =
             encode_dataset(&mut tokenizer, val_set, n_val, config.codes.batch_size, device)?;
         Ok(Self {
@@ -306,6 +323,7 @@ impl GeneratorTask {
             train_codes,
             val_codes: val_codes.to_device(device),
             val_captions,
+            classifier,
             truncated_warned: false,
         })
     }
@@ -442,13 +460,14 @@ impl Task for GeneratorTask {
     /// `accumulate` micro-batches each loss is divided by their number before `backward`.
     fn train_step(&mut self, batches: &[Batch], step: i64) -> Result<Record> {
         let o = &self.config.optim;
-        let lr = lr_at(
+        let lr = lr_at_cycles(
             o.learning_rate,
             step,
             self.config.train.max_steps,
             o.warmup_steps,
             o.decay,
             o.min_lr_ratio,
+            o.restart_cycles,
         );
         self.opt.lr = lr;
         let k = batches.len() as f64;
@@ -506,23 +525,37 @@ impl Task for GeneratorTask {
             .map_err(|e| TrainError::Mismatch { path: path.into(), reason: e.to_string() })
     }
 
+    /// Validation losses, and the exact `all` accuracies of I2T (`eval.i2t_images` images) and
+    /// T2I (`eval.t2i_images` captions, with the classifier) on validation images.
     fn validate(&mut self, _step: i64) -> Result<Record> {
         let mut rec = self.validation_losses()?;
+        let bs = self.config.eval.batch_size.max(1);
+        let cfg = self.config.sample.clone();
         let n = self.config.eval.i2t_images.min(self.val_captions.len());
         if n > 0 {
             tch::manual_seed(self.config.eval.seed as i64);
             let mut scores = CaptionScores::new();
-            let bs = self.config.eval.batch_size.max(1);
-            let cfg = self.config.sample.clone();
             for start in (0..n).step_by(bs) {
                 let m = bs.min(n - start);
                 let codes = self.val_codes.narrow(0, start as i64, m as i64);
                 let generated = self.codes_to_text(&codes, &cfg)?;
-                for (g, truth) in generated.iter().zip(&self.val_captions[start..start + m]) {
-                    scores.add_i2t(&parse_caption(truth), &parse_caption(g));
-                }
+                score_i2t(&self.val_captions[start..start + m], &generated, &mut scores);
             }
             rec.insert("i2t_acc".into(), scores.report()["all"].acc);
+        }
+        let n = self.config.eval.t2i_images.min(self.val_captions.len());
+        if let (true, Some(clf)) = (n > 0, self.classifier.take()) {
+            tch::manual_seed(self.config.eval.seed as i64);
+            let mut scores = CaptionScores::new();
+            let result = (0..n).step_by(bs).try_for_each(|start| {
+                let caps = self.val_captions[start..start + bs.min(n - start)].to_vec();
+                let images = self.text_to_image(&caps, &cfg)?;
+                score_t2i(&clf, &((images + 1.0) / 2.0), &caps, &mut scores);
+                Ok::<(), TrainError>(())
+            });
+            self.classifier = Some(clf);
+            result?;
+            rec.insert("t2i_acc".into(), scores.report()["all"].acc);
         }
         Ok(rec)
     }
@@ -545,7 +578,7 @@ impl Task for GeneratorTask {
         vec![
             ("train_losses", "train", vec!["loss/total", "loss/t2i", "loss/i2t"], true),
             ("val_losses", "val", vec!["loss/t2i_image", "loss/i2t_text"], true),
-            ("val_i2t_acc", "val", vec!["i2t_acc"], false),
+            ("val_accuracy", "val", vec!["t2i_acc", "i2t_acc"], false),
         ]
     }
 }
@@ -584,85 +617,6 @@ pub fn load_run(dir: &Path, device: Device, root: &Path) -> Result<GeneratorTask
     let mut task = GeneratorTask::new(config, device, root, dir)?;
     task.load_state(&ck.tensors, &ckpt)?;
     Ok(task)
-}
-
-/// T2I and I2T accuracy on one split.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SplitScores {
-    pub images: usize,
-    pub t2i: BTreeMap<String, Accuracy>,
-    pub i2t: BTreeMap<String, Accuracy>,
-}
-
-/// Evaluate on the first `n` images of `split` (spec §9.1). Writes `t2i_{split}.png` and
-/// `i2t_{split}.png` (the first 8 of each) into `samples_dir` if given.
-pub fn evaluate_split(
-    task: &mut GeneratorTask,
-    classifier: &Classifier,
-    split: Split,
-    n: usize,
-    root: &Path,
-    samples_dir: Option<&Path>,
-) -> Result<SplitScores> {
-    let ds = task.config.data.open(split, root)?;
-    let sub: Arc<dyn Dataset> = Arc::new(Subset::new(ds, n));
-    let images = sub.len();
-    let loader = DataLoader::new(sub, LoaderConfig::eval(task.config.eval.batch_size.max(1)), task.device);
-    let cfg = task.config.sample.clone();
-    let (mut t2i, mut i2t) = (CaptionScores::new(), CaptionScores::new());
-    let (mut t2i_rows, mut i2t_rows) = (Vec::new(), Vec::new());
-    tch::manual_seed(task.config.eval.seed as i64);
-    let pb = indicatif::ProgressBar::new(images as u64).with_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "eval {} {{pos}}/{{len}} [{{bar:30}}] eta {{eta}}",
-            split.name()
-        ))
-        .expect("valid"),
-    );
-    for b in loader.epoch(0) {
-        let b = b?;
-        let generated = task.text_to_image(&b.captions, &cfg)?;
-        let gen01 = ((&generated + 1.0) / 2.0).to_device(Device::Cpu);
-        for (i, caption) in b.captions.iter().enumerate() {
-            let gt = parse_caption(caption);
-            let crops: Vec<Tensor> = gt
-                .iter()
-                .map(|t| {
-                    let (r, c) = t.location.origin();
-                    gen01.get(i as i64).narrow(1, r as i64, 28).narrow(2, c as i64, 28)
-                })
-                .collect();
-            if crops.is_empty() {
-                continue;
-            }
-            let preds = classifier.classify(&Tensor::stack(&crops, 0));
-            t2i.add_t2i(&gt, &preds);
-        }
-        let said = task.image_to_text(&b.images, &cfg)?;
-        for (g, truth) in said.iter().zip(&b.captions) {
-            i2t.add_i2t(&parse_caption(truth), &parse_caption(g));
-        }
-        if t2i_rows.len() < 8 {
-            let imgs = tensor_to_images(&generated)?;
-            let real = tensor_to_images(&b.images)?;
-            for (k, img) in imgs.into_iter().enumerate().take(8 - t2i_rows.len()) {
-                t2i_rows.push((img, b.captions[k].clone()));
-                i2t_rows.push((real[k].clone(), said[k].clone()));
-            }
-        }
-        pb.inc(b.indices.len() as u64);
-    }
-    pb.finish_and_clear();
-    if let Some(dir) = samples_dir {
-        std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
-        for (name, rows) in [("t2i", &t2i_rows), ("i2t", &i2t_rows)] {
-            let p = dir.join(format!("{name}_{}.png", split.name()));
-            tessera_core::viz::labelled_rows(rows, 2, 48)
-                .save(&p)
-                .map_err(|e| TrainError::Invalid(format!("{}: {e}", p.display())))?;
-        }
-    }
-    Ok(SplitScores { images, t2i: t2i.report(), i2t: i2t.report() })
 }
 
 /// Check an image file for `generate i2t`: RGB of the tokenizer's resolution, as a `(1, 3, H, W)`

@@ -9,13 +9,15 @@
 //! - [`tokenizer`]: the VQGAN / TE-VQGAN task (spec §1.4, §1.5, §2.8).
 //! - [`perceptual`]: trains Tessera's in-domain perceptual network.
 //! - [`classifier`]: trains the T2I evaluation classifier (spec §3.6).
-//! - [`generator`]: the BiART task and its T2I/I2T evaluation (spec §3, §4.7, §9.1).
+//! - [`generator`]: the BiART task (spec §3, §4.7); [`gen_eval`] scores it (T2I/I2T accuracy with
+//!   bootstrap intervals, per-sample records, marked grids; spec §9.1).
 //! - [`study`]: the resumable TE-VQGAN study (two tokenizers, two generators, every metric);
 //!   [`report`] writes its `report.md` / `report.html`.
 
 pub mod checkpoint;
 pub mod classifier;
 pub mod error;
+pub mod gen_eval;
 pub mod generator;
 pub mod metrics;
 pub mod perceptual;

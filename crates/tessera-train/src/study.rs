@@ -24,7 +24,8 @@ use tessera_data::mnist64::Split;
 
 use crate::classifier::{train_classifier, Classifier, ClassifierReport, ClassifierRunConfig};
 use crate::error::{Result, TrainError};
-use crate::generator::{self, GeneratorRunConfig, SplitScores};
+use crate::gen_eval::SplitScores;
+use crate::generator::{self, GeneratorRunConfig};
 use crate::tokenizer::{self, TokenizerRunConfig};
 
 /// One side of the comparison.
@@ -291,6 +292,7 @@ pub fn run(
             seconds.insert("tokenizer".into(), t);
             let mut gcfg = gen_base.clone();
             gcfg.tokenizer = tok_dir.clone();
+            gcfg.eval.classifier = Some(clf_dir.clone());
             gcfg.train.seed = seed;
             gcfg.data.loader.seed = seed;
             let t = stage(&gen_dir, &format!("{label}: generator"), || {
@@ -299,7 +301,7 @@ pub fn run(
                 let clf = Classifier::load(&clf_dir, device)?;
                 let mut scores = BTreeMap::new();
                 for split in &cfg.splits {
-                    let sc = generator::evaluate_split(
+                    let sc = crate::gen_eval::evaluate_split(
                         &mut task,
                         &clf,
                         *split,

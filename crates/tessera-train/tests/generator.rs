@@ -114,7 +114,9 @@ fn generator_resumes_exactly_and_evaluates() {
     assert!((0.0..=1.0).contains(&report.digit_accuracy));
     let clf = Classifier::load(cdir.path(), Device::Cpu).unwrap();
     let mut task = generator::load_run(a.path(), Device::Cpu, &root).unwrap();
-    let s = generator::evaluate_split(&mut task, &clf, Split::TestUnseen, 4, &root, Some(a.path())).unwrap();
+    let s =
+        tessera_train::gen_eval::evaluate_split(&mut task, &clf, Split::TestUnseen, 4, &root, Some(a.path()))
+            .unwrap();
     assert_eq!(s.images, 4);
     assert!(s.t2i["all"].labels >= 4 && s.i2t["all"].labels == s.t2i["all"].labels);
     assert!(a.path().join("t2i_test-unseen.png").is_file());
