@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Result, TrainError};
 use crate::metrics::read_series;
 use crate::study::{run_dirs, RunResult, StudyResults};
+use tessera_eval::stats::{paired_t_interval, Interval};
 
 /// Mean and sample standard deviation (0 for one value).
 pub fn mean_std(v: &[f64]) -> (f64, f64) {
@@ -132,12 +133,41 @@ fn paired(res: &StudyResults, key: &str) -> Vec<f64> {
         .collect()
 }
 
+/// The bootstrap interval over images of an `all` accuracy (`t2i|i2t/{split}/all`).
+fn metric_interval(r: &RunResult, key: &str) -> Option<Interval> {
+    match key.split('/').collect::<Vec<_>>().as_slice() {
+        [dir @ ("t2i" | "i2t"), split, "all"] => {
+            let s = r.generator.get(*split)?;
+            if *dir == "t2i" {
+                s.t2i_ci
+            } else {
+                s.i2t_ci
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The paired 95 % t-interval over seeds of `second arm − first arm`.
+fn paired_interval(res: &StudyResults, key: &str) -> Option<Interval> {
+    let d = paired(res, key);
+    paired_t_interval(&d, &vec![0.0; d.len()])
+}
+
+fn digits(m: f64) -> usize {
+    if m.abs() >= 10.0 {
+        2
+    } else {
+        4
+    }
+}
+
 fn main_table(res: &StudyResults) -> Table {
     let arms = &res.config.arms;
     let mut head = vec!["metric".to_string()];
     head.extend(arms.iter().map(|a| format!("{} (λ_o = {})", a.name, a.ortho_weight)));
     if arms.len() >= 2 {
-        head.push(format!("{} − {}", arms[1].name, arms[0].name));
+        head.push(format!("{} − {} (95 % CI over seeds)", arms[1].name, arms[0].name));
     }
     let rows = MAIN_ROWS
         .iter()
@@ -146,12 +176,26 @@ fn main_table(res: &StudyResults) -> Table {
             for a in arms {
                 let v = arm_values(res, &a.name, key);
                 let (m, s) = mean_std(&v);
-                row.push(fmt(m, s, v.len()));
+                let mut cell = fmt(m, s, v.len());
+                let runs: Vec<&RunResult> = res.runs.iter().filter(|r| r.arm == a.name).collect();
+                if let Some(iv) =
+                    runs.as_slice().first().filter(|_| runs.len() == 1).and_then(|r| metric_interval(r, key))
+                {
+                    let _ = write!(cell, " [{:.3}, {:.3}]", iv.lo, iv.hi);
+                }
+                row.push(cell);
             }
             if arms.len() >= 2 {
                 let d = paired(res, key);
-                let (m, s) = mean_std(&d);
-                row.push(fmt_with(m, s, d.len(), true));
+                let cell = match (d.len(), paired_interval(res, key)) {
+                    (0, _) => "–".to_string(),
+                    (_, Some(iv)) => {
+                        let p = digits(iv.mean);
+                        format!("{:+.p$} [{:+.p$}, {:+.p$}]", iv.mean, iv.lo, iv.hi)
+                    }
+                    _ => format!("{:+.p$} (1 seed: no interval)", d[0], p = digits(d[0])),
+                };
+                row.push(cell);
             }
             row
         })
@@ -185,7 +229,7 @@ fn bucket_table(res: &StudyResults, dir: &str, split: &str) -> Table {
 fn plots(res: &StudyResults, out: &Path) -> Result<Vec<(String, PathBuf)>> {
     let dir = out.join("plots");
     std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
-    let specs: [(&str, &str, bool, &str, &str, bool); 4] = [
+    let specs: [(&str, &str, bool, &str, &str, bool); 5] = [
         (
             "trans_eq_acc",
             "Trans_eq_acc over tokenizer training (validation)",
@@ -211,8 +255,16 @@ fn plots(res: &StudyResults, out: &Path) -> Result<Vec<(String, PathBuf)>> {
             true,
         ),
         (
+            "generator_t2i_acc",
+            "T2I accuracy during generator training (validation, exact)",
+            true,
+            "val",
+            "t2i_acc",
+            false,
+        ),
+        (
             "generator_i2t_acc",
-            "I2T accuracy during generator training (validation)",
+            "I2T accuracy during generator training (validation, exact)",
             true,
             "val",
             "i2t_acc",
@@ -254,30 +306,20 @@ fn rel(out: &Path, p: &Path) -> String {
     p.strip_prefix(out).unwrap_or(p).display().to_string()
 }
 
-/// One comparison of a headline metric in words.
+/// One sentence per compared metric: is `second − first arm` distinguishable from zero?
 fn verdict(res: &StudyResults, key: &str, label: &str) -> Option<String> {
     let d = paired(res, key);
-    if d.is_empty() {
+    let arms = &res.config.arms;
+    if d.is_empty() || arms.len() < 2 {
         return None;
     }
-    let (m, s) = mean_std(&d);
-    let arms = &res.config.arms;
-    let word = if d.len() > 1 && m.abs() <= s {
-        "within the seed-to-seed spread"
-    } else if m > 0.0 {
-        "higher"
-    } else if m < 0.0 {
-        "lower"
-    } else {
-        "equal"
-    };
-    Some(format!(
-        "{label}: {} − {} = {m:+.4} (sd {s:.4}, {} seed{}) — {word}.",
-        arms[1].name,
-        arms[0].name,
-        d.len(),
-        if d.len() == 1 { "" } else { "s" }
-    ))
+    Some(match paired_interval(res, key) {
+        Some(iv) => iv.verdict(label, &arms[1].name, &arms[0].name),
+        None => format!(
+            "{label}: {} − {} = {:+.4} on one seed; with one seed the study cannot tell a difference from seed-to-seed noise (run --seeds 3 for an interval).",
+            arms[1].name, arms[0].name, d[0]
+        ),
+    })
 }
 
 fn wall_time(res: &StudyResults) -> String {
@@ -328,18 +370,14 @@ pub fn write(res: &StudyResults, out: &Path) -> Result<()> {
     let _ = write!(html, "<p>{}</p>", esc(&intro));
 
     let t = main_table(res);
-    let _ = writeln!(md, "## Comparison (mean ± sd over seeds)\n\n{}", t.markdown());
-    let _ = write!(html, "<h2>Comparison (mean ± sd over seeds)</h2>{}", t.html());
-    let verdicts: Vec<String> = [
-        ("trans_eq_acc", "Trans_eq_acc"),
-        ("t2i/validation/all", "T2I accuracy (validation)"),
-        ("i2t/validation/all", "I2T accuracy (validation)"),
-        ("t2i/test-unseen/all", "T2I accuracy (test-unseen)"),
-        ("i2t/test-unseen/all", "I2T accuracy (test-unseen)"),
-    ]
-    .iter()
-    .filter_map(|(k, l)| verdict(res, k, l))
-    .collect();
+    let note = "Arms: mean ± sd over seeds; with one seed, accuracies carry a 95 % bootstrap interval over the evaluated images. Differences: paired 95 % t-interval over seeds.";
+    let _ = writeln!(md, "## Comparison\n\n{note}\n\n{}", t.markdown());
+    let _ = write!(html, "<h2>Comparison</h2><p>{}</p>{}", esc(note), t.html());
+    let verdicts: Vec<String> = MAIN_ROWS
+        .iter()
+        .filter(|(k, _)| *k != "minutes")
+        .filter_map(|(k, l)| verdict(res, k, l.trim_end_matches(" (↑)").trim_end_matches(" (↓)")))
+        .collect();
     if !verdicts.is_empty() {
         let _ =
             writeln!(md, "{}\n", verdicts.iter().map(|v| format!("- {v}")).collect::<Vec<_>>().join("\n"));
