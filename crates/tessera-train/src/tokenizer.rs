@@ -12,7 +12,12 @@
 //! Discriminator step: `L_D = f·½(mean relu(1 − D(x)) + mean relu(1 + D(x̂)))` (hinge) or
 //! `f·½(mean softplus(−D(x)) + mean softplus(D(x̂)))` (vanilla). Both optimisers are
 //! Adam(0.5, 0.9) at `lr = batch·base_lr` (taming's scaling, one device). Before `disc_start`
-//! (f = 0) the discriminator step is skipped, since its loss and gradients are zero.
+//! (f = 0) the discriminator's loss and gradients are zero, so its parameters do not move; but
+//! taming still calls its Adam, whose step count then stands at `disc_start` when the GAN starts.
+//! Adam's bias corrections `1 − βᵗ` are then ≈ 1, so the first real updates are
+//! `(1−β1)/√(1−β2) ≈ 1.58×` the cold-start ones (β = 0.5, 0.9). Tessera counts those idle steps
+//! too (`loss.disc_adam_counts_idle_steps = true`, the default); `false` starts the count at the
+//! first real step.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -90,6 +95,9 @@ pub struct LossConfig {
     pub disc_factor: f64,
     pub disc_loss: DiscLoss,
     pub disc_input: DiscInput,
+    /// Count the zero-gradient discriminator steps before `disc_start` in its Adam's step count, as
+    /// taming does (its first real updates are then ≈ 1.58× larger than a cold start's).
+    pub disc_adam_counts_idle_steps: bool,
     pub codebook_weight: f64,
 }
 
@@ -107,6 +115,7 @@ impl Default for LossConfig {
             disc_factor: 1.0,
             disc_loss: DiscLoss::Hinge,
             disc_input: DiscInput::Recompute,
+            disc_adam_counts_idle_steps: true,
             codebook_weight: 1.0,
         }
     }
@@ -608,6 +617,9 @@ impl Task for TokenizerTask {
         if f > 0.0 {
             self.discriminator_backward(batches, &fakes, step, f, &mut log)?;
             self.opt_d.step();
+        } else if self.config.loss.disc_adam_counts_idle_steps {
+            // taming's zero-gradient step: moments stay 0, parameters stay put, the count grows.
+            self.opt_d.step += 1;
         }
         Ok(log)
     }
@@ -846,6 +858,52 @@ mod tests {
         }
         assert!((hand(&x1) - log_recompute["loss/disc"]).abs() < 1e-6, "recompute uses x̂ after the update");
         assert!((hand(&x0) - log_reuse["loss/disc"]).abs() < 1e-6, "reuse uses x̂ before the update");
+    }
+
+    /// Before `disc_start` the discriminator does not move, but by default its Adam counts the
+    /// idle steps as taming's does; the first real update is then (1−β1)/√(1−β2) ≈ 1.58× the
+    /// cold-start one.
+    #[test]
+    fn discriminator_adam_counts_idle_steps_unless_told_not_to() {
+        const IDLE: i64 = 40;
+        let _serial = crate::TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+        let root = Path::new("unused");
+        let b = batch();
+        let mut first_update = Vec::new();
+        for counts in [true, false] {
+            let mut c = config(DiscInput::Reuse);
+            c.loss.disc_start = IDLE;
+            c.loss.disc_adam_counts_idle_steps = counts;
+            let mut task = TokenizerTask::new(c, Device::Cpu, root).unwrap();
+            let snapshot = |t: &TokenizerTask| -> Vec<Tensor> {
+                checkpoint::vars(&t.disc_vs, "").into_iter().map(|(_, t)| t.detach().copy()).collect()
+            };
+            let d0 = snapshot(&task);
+            for step in 0..IDLE {
+                task.train_step(std::slice::from_ref(&b), step).unwrap();
+            }
+            assert!(snapshot(&task).iter().zip(&d0).all(|(a, b)| a.equal(b)), "idle steps move nothing");
+            assert_eq!(task.opt_d.step, if counts { IDLE } else { 0 });
+            // Trainable weights only: BatchNorm's running statistics move the same in both.
+            let weights = |t: &TokenizerTask| -> Vec<Tensor> {
+                t.disc_vs.trainable_variables().iter().map(|t| t.detach().copy()).collect()
+            };
+            let before = weights(&task);
+            tch::manual_seed(0);
+            task.train_step(std::slice::from_ref(&b), IDLE).unwrap();
+            let moved: f64 = weights(&task)
+                .iter()
+                .zip(&before)
+                .map(|(a, b)| (a - b).abs().max().double_value(&[]))
+                .fold(0.0, f64::max);
+            first_update.push(moved);
+        }
+        // Adam's first update is lr·sign(g) cold; after t − 1 idle steps it is
+        // lr·(1−β1)/(1−β1ᵗ)·√(1−β2ᵗ)/√(1−β2)·sign(g), per coordinate (≈ 1.58 lr for large t).
+        let t = (IDLE + 1) as i32;
+        let want = 0.5 / (1.0 - 0.5f64.powi(t)) * (1.0 - 0.9f64.powi(t)).sqrt() / 0.1f64.sqrt();
+        let ratio = first_update[0] / first_update[1];
+        assert!((ratio - want).abs() < 0.01 * want, "ratio {ratio}, want {want}");
     }
 
     /// `loss.pixel`: taming's L1 by default, the squared error as an option.
