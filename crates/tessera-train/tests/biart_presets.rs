@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use tessera_models::biart::{BiartConfig, DropoutSites, FeedForward};
-use tessera_train::generator::GeneratorRunConfig;
+use tessera_train::generator::{DirectionSteps, GeneratorRunConfig};
+use tessera_train::schedule::Decay;
 
 fn preset(name: &str) -> GeneratorRunConfig {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs").join(name);
@@ -14,7 +15,14 @@ fn preset(name: &str) -> GeneratorRunConfig {
 
 #[test]
 fn paper_preset_uses_bidalle_blocks() {
-    let m = preset("mnist64-biart.toml").model;
+    let p = preset("mnist64-biart.toml");
+    // Bi-DALL-E's optimiser: Adam (PyTorch defaults, no decay), 6-cycle hard-restart cosine, alternate.
+    assert_eq!(p.optim.decay, Decay::CosineHardRestarts);
+    assert_eq!((p.optim.restart_cycles, p.optim.min_lr_ratio), (6, 0.0));
+    let a = &p.optim.adam;
+    assert_eq!((a.beta1, a.beta2, a.weight_decay, a.decoupled), (0.9, 0.999, 0.0, false));
+    assert_eq!(p.directions, DirectionSteps::Separate);
+    let m = p.model;
     assert_eq!(m.feed_forward, FeedForward::Geglu);
     assert!(m.layer_scale);
     assert!(!m.qkv_bias);
