@@ -10,8 +10,8 @@
 //! - AdamW without weight decay on biases, norms, embeddings and positions (minGPT, spec §1.6),
 //!   warm-up + cosine schedule, gradient clipping; the shared loop gives checkpoints, exact
 //!   resume, NaN guard, progress and metrics.
-//! - Evaluation (spec §3.6, §9.1): T2I and I2T accuracy per bucket with the evaluation classifier
-//!   and the caption parser.
+//! - Validation logs both losses and the exact T2I (with `eval.classifier`) and I2T accuracy;
+//!   the full evaluation is [`crate::gen_eval`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -305,10 +305,6 @@ impl GeneratorTask {
         }
         .to_device(device);
         let val_set = config.data.open(Split::Validation, root)?;
-        let classifier = match &config.eval.classifier {
-            Some(dir) => Some(Classifier::load(dir, device)?),
-            None => None,
-        };
         let n_val = config.eval.loss_images.max(config.eval.i2t_images).max(config.eval.t2i_images);
         let (val_codes, val_captions) =
             encode_dataset(&mut tokenizer, val_set, n_val, config.codes.batch_size, device)?;
@@ -323,7 +319,7 @@ impl GeneratorTask {
             train_codes,
             val_codes: val_codes.to_device(device),
             val_captions,
-            classifier,
+            classifier: None,
             truncated_warned: false,
         })
     }
@@ -544,6 +540,10 @@ impl Task for GeneratorTask {
             rec.insert("i2t_acc".into(), scores.report()["all"].acc);
         }
         let n = self.config.eval.t2i_images.min(self.val_captions.len());
+        // Loaded on first use, so that `generate` and `eval` never need the training-time classifier.
+        if let (true, None, Some(dir)) = (n > 0, &self.classifier, &self.config.eval.classifier) {
+            self.classifier = Some(Classifier::load(dir, self.device)?);
+        }
         if let (true, Some(clf)) = (n > 0, self.classifier.take()) {
             tch::manual_seed(self.config.eval.seed as i64);
             let mut scores = CaptionScores::new();

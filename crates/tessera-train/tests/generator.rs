@@ -88,9 +88,21 @@ fn generator_resumes_exactly_and_evaluates() {
     tiny_tokenizer(tok.path());
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let root = data_root();
-    generator::train(tiny_generator(tok.path(), 6), Device::Cpu, &root, a.path(), false).unwrap();
-    generator::train(tiny_generator(tok.path(), 3), Device::Cpu, &root, b.path(), false).unwrap();
-    generator::train(tiny_generator(tok.path(), 6), Device::Cpu, &root, b.path(), true).unwrap();
+    // A briefly trained classifier reads the generated images during validation and evaluation.
+    let cdir = tempfile::tempdir().unwrap();
+    let g = tessera_data::DataConfig::default().mnist64(&root).unwrap();
+    let ccfg = ClassifierRunConfig { steps: 2, batch_size: 8, val_crops: 16, ..Default::default() };
+    let report = train_classifier(g, &ccfg, Device::Cpu, cdir.path()).unwrap();
+    assert!((0.0..=1.0).contains(&report.digit_accuracy));
+    let with_classifier = |steps| {
+        let mut c = tiny_generator(tok.path(), steps);
+        c.eval.classifier = Some(cdir.path().to_path_buf());
+        c.eval.t2i_images = 4;
+        c
+    };
+    generator::train(with_classifier(6), Device::Cpu, &root, a.path(), false).unwrap();
+    generator::train(with_classifier(3), Device::Cpu, &root, b.path(), false).unwrap();
+    generator::train(with_classifier(6), Device::Cpu, &root, b.path(), true).unwrap();
     let (sa, sb) = (final_state(a.path()), final_state(b.path()));
     assert_eq!(sa.len(), sb.len());
     assert!(sa.keys().any(|k| k.starts_with("opt.")) && sa.contains_key("model.seg_emb.weight"));
@@ -104,14 +116,9 @@ fn generator_resumes_exactly_and_evaluates() {
     assert!(a.path().join("samples/step_0000006.png").is_file());
     assert!(a.path().join("tokenizer.json").is_file() && a.path().join("codes_train.safetensors").is_file());
     let val = std::fs::read_to_string(a.path().join("metrics.jsonl")).unwrap();
-    assert!(val.contains("i2t_acc"), "validation logs the I2T accuracy");
+    assert!(val.contains("i2t_acc") && val.contains("t2i_acc"), "validation logs both accuracies");
 
-    // Evaluation end to end with a briefly trained classifier.
-    let cdir = tempfile::tempdir().unwrap();
-    let g = tessera_data::DataConfig::default().mnist64(&root).unwrap();
-    let ccfg = ClassifierRunConfig { steps: 2, batch_size: 8, val_crops: 16, ..Default::default() };
-    let report = train_classifier(g, &ccfg, Device::Cpu, cdir.path()).unwrap();
-    assert!((0.0..=1.0).contains(&report.digit_accuracy));
+    // Evaluation end to end.
     let clf = Classifier::load(cdir.path(), Device::Cpu).unwrap();
     let mut task = generator::load_run(a.path(), Device::Cpu, &root).unwrap();
     let s =
@@ -120,6 +127,24 @@ fn generator_resumes_exactly_and_evaluates() {
     assert_eq!(s.images, 4);
     assert!(s.t2i["all"].labels >= 4 && s.i2t["all"].labels == s.t2i["all"].labels);
     assert!(a.path().join("t2i_test-unseen.png").is_file());
+    // Every sample is also saved as text, its readings and segments marked right or wrong, and
+    // they add up to the reported accuracy.
+    let t2i: Vec<serde_json::Value> = std::fs::read_to_string(a.path().join("t2i_test-unseen.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(t2i.len(), 4);
+    let right: u64 = t2i
+        .iter()
+        .flat_map(|r| r["readings"].as_array().unwrap().iter())
+        .map(|x| u64::from(x["right"].as_bool().unwrap()))
+        .sum();
+    let acc = s.t2i["all"].acc;
+    assert!((right as f64 / s.t2i["all"].labels as f64 - acc).abs() < 1e-6);
+    let ci = s.t2i_ci.unwrap();
+    assert!(ci.lo <= acc + 1e-12 && acc <= ci.hi + 1e-12, "{ci:?} around {acc}");
+    assert!(a.path().join("i2t_test-unseen.jsonl").is_file() && s.i2t_ci.is_some());
 
     // Bad input for image→text: an image of the wrong size names both sizes.
     let small = a.path().join("small.png");
