@@ -439,6 +439,30 @@ pub fn write(res: &StudyResults, out: &Path) -> Result<()> {
                 })
                 .collect();
             figure_row(&mut md, &mut html, &format!("{what} ({}, seed 0)", split.name()), items);
+            let links: Vec<(String, String)> = arms
+                .iter()
+                .map(|a| {
+                    let p = run_dirs(out, 0, &a.name)
+                        .1
+                        .join("eval")
+                        .join(format!("{kind}_{}.jsonl", split.name()));
+                    (a.name.clone(), rel(out, &p))
+                })
+                .collect();
+            let _ = writeln!(
+                md,
+                "Every sample with its readings, right or wrong: {}\n",
+                links.iter().map(|(a, r)| format!("[{a}]({r})")).collect::<Vec<_>>().join(", ")
+            );
+            let _ = write!(
+                html,
+                "<p>Every sample with its readings, right or wrong: {}</p>",
+                links
+                    .iter()
+                    .map(|(a, r)| format!("<a href=\"{}\">{}</a>", esc(r), esc(a)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
     }
     let _ = writeln!(md, "## Curves\n");
@@ -507,6 +531,51 @@ pub fn write(res: &StudyResults, out: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn study(psnr: &[(f64, f64)]) -> StudyResults {
+        let mut runs = Vec::new();
+        for (s, (vq, te)) in psnr.iter().enumerate() {
+            for (arm, v) in [("vqgan", vq), ("te-vqgan", te)] {
+                let mut r = RunResult { seed: s as u64, arm: arm.into(), ..Default::default() };
+                r.tokenizer.insert("psnr".into(), *v);
+                runs.push(r);
+            }
+        }
+        StudyResults {
+            scale: "test".into(),
+            seeds: psnr.len(),
+            config: crate::study::StudyConfig::default(),
+            machine: crate::study::Machine::detect(tch::Device::Cpu),
+            classifier: crate::classifier::ClassifierReport {
+                config: Default::default(),
+                colour_accuracy: 1.0,
+                digit_accuracy: 0.98,
+                seconds: 1.0,
+                note: String::new(),
+            },
+            classifier_seconds: 1.0,
+            runs,
+            total_seconds: 1.0,
+            wall_seconds: None,
+        }
+    }
+
+    #[test]
+    fn differences_get_a_paired_interval_and_a_sentence() {
+        // TE − VQGAN = +1.0, +1.1, +0.9 dB: clearly above zero.
+        let clear = study(&[(20.0, 21.0), (22.0, 23.1), (21.0, 21.9)]);
+        let v = verdict(&clear, "psnr", "PSNR").unwrap();
+        assert!(v.contains("te-vqgan is higher than vqgan") && v.contains("excludes 0"), "{v}");
+        let row = &main_table(&clear).rows[1];
+        assert!(row[3].starts_with("+1.0000 [+0.75"), "{row:?}");
+        // +1, −1, +0.5: noise.
+        let noisy = study(&[(20.0, 21.0), (22.0, 21.0), (21.0, 21.5)]);
+        assert!(verdict(&noisy, "psnr", "PSNR").unwrap().contains("cannot be told apart"));
+        // One seed: no interval, and the report says it cannot tell.
+        let one = study(&[(20.0, 21.0)]);
+        assert!(verdict(&one, "psnr", "PSNR").unwrap().contains("cannot tell"));
+        assert!(main_table(&one).rows[1][3].contains("1 seed"));
+    }
 
     #[test]
     fn mean_and_sample_sd() {
