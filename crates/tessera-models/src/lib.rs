@@ -2,6 +2,7 @@
 //!
 //! - [`vqgan`]: taming-transformers' VQGAN (spec §1.2) with TE-VQGAN's encoder options (spec §2.4);
 //!   parameter names are taming's state_dict keys.
+//! - [`tokenizer`]: the [`tokenizer::ImageTokenizer`] interface every image tokenizer implements.
 //! - [`disc`]: the PatchGAN discriminator (spec §1.4).
 //! - [`perceptual`]: the LPIPS distance with pluggable backbones (spec §1.4): ImageNet VGG16 from
 //!   user-supplied weights, or an in-domain network Tessera trains (labelled as a substitute).
@@ -10,4 +11,5 @@ pub mod biart;
 pub mod classifier;
 pub mod disc;
 pub mod perceptual;
+pub mod tokenizer;
 pub mod vqgan;

@@ -31,11 +31,12 @@ use tessera_nn::optim::{Adam, AdamConfig};
 use crate::checkpoint;
 use crate::classifier::Classifier;
 use crate::error::{Result, TrainError};
+use crate::frozen::{load_tokenizer, FrozenTokenizer};
 use crate::gen_eval::{score_i2t, score_t2i};
 use crate::metrics::Record;
 use crate::runner::{LoopConfig, Task};
 use crate::schedule::{lr_at_cycles, Decay};
-use crate::tokenizer::TokenizerTask;
+use tessera_models::tokenizer::ImageTokenizer;
 
 /// How the two directions share a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,7 +188,8 @@ pub struct GeneratorTask {
     pub device: Device,
     pub vs: VarStore,
     pub model: Biart,
-    pub tokenizer: TokenizerTask,
+    /// The frozen tokenizer: only what encoding and decoding need.
+    pub tokenizer: FrozenTokenizer,
     pub text: TextTokenizer,
     opt: Adam,
     train_codes: Tensor,
@@ -199,7 +201,7 @@ pub struct GeneratorTask {
 
 /// Encode the first `n` images of `ds` with the tokenizer; also return their first captions.
 fn encode_dataset(
-    tok: &mut TokenizerTask,
+    tok: &mut dyn ImageTokenizer,
     ds: Arc<dyn Dataset>,
     n: usize,
     batch: usize,
@@ -216,7 +218,10 @@ fn encode_dataset(
     for b in loader.epoch(0) {
         let b = b?;
         pb.inc(b.indices.len() as u64);
-        codes.push(tok.encode_codes(&b.images)?.to_device(Device::Cpu));
+        let c = tok
+            .encode(&b.images)
+            .map_err(|e| TrainError::Invalid(format!("encoding training images: {e}")))?;
+        codes.push(c.to_device(Device::Cpu));
         captions.extend(b.captions);
     }
     pb.finish_and_clear();
@@ -244,15 +249,18 @@ impl GeneratorTask {
                 config.tokenizer.display()
             )));
         }
-        let mut tokenizer = crate::tokenizer::load_run(&config.tokenizer, device, root)?;
+        let mut tokenizer = load_tokenizer(&config.tokenizer, device)?;
         std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
         let text = Self::caption_tokenizer(&config, root, dir)?;
         let m = &mut config.model;
-        let (vt, k, side) = (
-            text.vocab_size(),
-            tokenizer.config.quantizer.num_codes as usize,
-            tokenizer.config.model.latent_side() as usize,
-        );
+        let side = tokenizer.layout().single_square().ok_or_else(|| {
+            TrainError::Invalid(format!(
+                "BiART models one square code grid, but the tokenizer {} lays its codes out as {:?}",
+                config.tokenizer.display(),
+                tokenizer.layout().grids
+            ))
+        })?;
+        let (vt, k, side) = (text.vocab_size(), tokenizer.num_codes(), side as usize);
         for (name, field, want) in [
             ("text_vocab", &mut m.text_vocab, vt),
             ("image_vocab", &mut m.image_vocab, k),
@@ -325,7 +333,7 @@ impl GeneratorTask {
     }
 
     fn cache_matches(
-        tok: &mut TokenizerTask,
+        tok: &mut dyn ImageTokenizer,
         ds: &Arc<dyn Dataset>,
         cached: &Tensor,
         device: Device,
@@ -381,12 +389,15 @@ impl GeneratorTask {
     pub fn text_to_image(&mut self, captions: &[String], cfg: &SampleConfig) -> Result<Tensor> {
         let text = self.encode_captions(captions)?;
         let codes = self.model.generate(Direction::T2i, &text, cfg);
-        Ok(self.tokenizer.decode_codes(&codes))
+        Ok(self.tokenizer.decode(&codes))
     }
 
     /// Captions for images in `[-1, 1]` (i2t).
     pub fn image_to_text(&mut self, images: &Tensor, cfg: &SampleConfig) -> Result<Vec<String>> {
-        let codes = self.tokenizer.encode_codes(&images.to_device(self.device))?;
+        let codes = self
+            .tokenizer
+            .encode(&images.to_device(self.device))
+            .map_err(|e| TrainError::Invalid(e.to_string()))?;
         self.codes_to_text(&codes, cfg)
     }
 
@@ -625,7 +636,7 @@ pub fn load_image_for(task: &GeneratorTask, path: &Path) -> Result<Tensor> {
     let img = image::open(path)
         .map_err(|e| TrainError::Invalid(format!("{}: cannot read image ({e})", path.display())))?
         .to_rgb8();
-    let r = task.tokenizer.config.model.resolution as u32;
+    let r = task.tokenizer.resolution() as u32;
     if img.width() != r || img.height() != r {
         return Err(TrainError::Invalid(format!(
             "{} is {}×{}, but this generator's tokenizer takes {r}×{r} images",

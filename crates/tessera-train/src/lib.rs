@@ -6,7 +6,8 @@
 //! - [`metrics`]: JSONL metrics and PNG loss plots.
 //! - [`runner`]: the loop: deterministic per-step seeding, NaN/Inf guard, periodic images,
 //!   validation and checkpoints, exact resume.
-//! - [`tokenizer`]: the VQGAN / TE-VQGAN task (spec §1.4, §1.5, §2.8).
+//! - [`tokenizer`]: the VQGAN / TE-VQGAN task (spec §1.4, §1.5, §2.8); [`frozen`] opens a trained
+//!   tokenizer run for inference through the `ImageTokenizer` interface, whatever its kind.
 //! - [`perceptual`]: trains Tessera's in-domain perceptual network.
 //! - [`classifier`]: trains the T2I evaluation classifier (spec §3.6).
 //! - [`generator`]: the BiART task (spec §3, §4.7); [`gen_eval`] scores it (T2I/I2T accuracy with
@@ -17,6 +18,7 @@
 pub mod checkpoint;
 pub mod classifier;
 pub mod error;
+pub mod frozen;
 pub mod gen_eval;
 pub mod generator;
 pub mod metrics;

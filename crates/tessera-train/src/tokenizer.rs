@@ -693,6 +693,10 @@ pub fn train(
 pub fn load_run(dir: &Path, device: Device, root: &Path) -> Result<TokenizerTask> {
     let ckpt = dir.join("checkpoints/last.safetensors");
     let ck: checkpoint::Checkpoint<crate::runner::Meta> = checkpoint::load(&ckpt)?;
+    if ck.meta.kind != "vqgan" {
+        let reason = format!("it is a `{}` run, not a VQGAN tokenizer", ck.meta.kind);
+        return Err(TrainError::Mismatch { path: ckpt, reason });
+    }
     let config: TokenizerRunConfig =
         tessera_core::config::load_str(&ck.meta.config, &[], &ckpt.display().to_string())
             .map_err(|e| TrainError::Invalid(e.to_string()))?;

@@ -155,6 +155,31 @@ fn generator_resumes_exactly_and_evaluates() {
     assert_eq!(task.text.unknown_words("the upper left is purple 3"), vec!["purple".to_string()]);
 }
 
+/// The generator's frozen tokenizer encodes and decodes exactly as the training task does, and
+/// a run of another kind is refused by name.
+#[test]
+fn frozen_tokenizer_matches_the_training_task_and_checks_the_kind() {
+    use tessera_models::tokenizer::ImageTokenizer;
+    let _serial = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let tok = tempfile::tempdir().unwrap();
+    tiny_tokenizer(tok.path());
+    let root = data_root();
+    let mut task = tokenizer::load_run(tok.path(), Device::Cpu, &root).unwrap();
+    let mut frozen = tessera_train::frozen::load_tokenizer(tok.path(), Device::Cpu).unwrap();
+    assert_eq!((frozen.kind(), frozen.num_codes(), frozen.resolution()), ("vqgan", 32, 64));
+    let x = tch::Tensor::rand([3, 3, 64, 64], (tch::Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    let (a, b) = (task.encode_codes(&x).unwrap(), frozen.encode(&x).unwrap());
+    assert!(a.equal(&b), "same codes");
+    assert!(task.decode_codes(&a).equal(&frozen.decode(&b)), "same images");
+
+    let gen = tempfile::tempdir().unwrap();
+    generator::train(tiny_generator(tok.path(), 1), Device::Cpu, &root, gen.path(), false).unwrap();
+    let e = tessera_train::frozen::load_tokenizer(gen.path(), Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("`biart` run") && e.contains("vqgan"), "{e}");
+    let e = tokenizer::load_run(gen.path(), Device::Cpu, &root).err().unwrap().to_string();
+    assert!(e.contains("`biart` run"), "{e}");
+}
+
 #[test]
 fn missing_tokenizer_run_is_a_clear_error() {
     let _serial = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
