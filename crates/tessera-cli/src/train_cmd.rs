@@ -6,6 +6,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use tch::{Device, Kind, Tensor};
 use tessera_data::tensor::{images_to_tensor, tensor_to_images};
+use tessera_models::tokenizer::ImageTokenizer;
+use tessera_train::frozen::{load_tokenizer, FrozenTokenizer};
 use tessera_train::tokenizer::{self, TokenizerRunConfig, TokenizerTask};
 
 use crate::{ConfigArgs, GlobalArgs};
@@ -163,11 +165,19 @@ fn read_images(paths: &[PathBuf], size: u32) -> Result<Vec<image::RgbImage>> {
         .collect()
 }
 
-pub fn encode(run: &Path, images: &[PathBuf], out: &Path, g: &GlobalArgs, device: Device) -> Result<()> {
-    let mut task = open_run(run, g, device)?;
-    let size = task.config.model.resolution as u32;
+fn open_frozen(run: &Path, device: Device) -> Result<FrozenTokenizer> {
+    load_tokenizer(run, device).with_context(|| format!("loading tokenizer run {}", run.display()))
+}
+
+/// Codes of each image; one grid is stored as `(B, h, w)`, several as `(B, codes)`.
+pub fn encode(run: &Path, images: &[PathBuf], out: &Path, _g: &GlobalArgs, device: Device) -> Result<()> {
+    let mut tok = open_frozen(run, device)?;
+    let size = tok.resolution() as u32;
     let x = images_to_tensor(&read_images(images, size)?)?.to_device(device);
-    let (_, idx) = task.reconstruct(&x)?;
+    let mut idx = tok.encode(&x)?;
+    if let [(h, w)] = tok.layout().grids.as_slice() {
+        idx = idx.view([-1, *h, *w]);
+    }
     let names: Vec<String> = images.iter().map(|p| p.display().to_string()).collect();
     Tensor::write_safetensors(&[("indices", idx.to_kind(Kind::Int64))], out)?;
     std::fs::write(out.with_extension("txt"), names.join("\n") + "\n")?;
@@ -175,15 +185,31 @@ pub fn encode(run: &Path, images: &[PathBuf], out: &Path, g: &GlobalArgs, device
     Ok(())
 }
 
-pub fn decode(run: &Path, codes: &Path, out: &Path, g: &GlobalArgs, device: Device) -> Result<()> {
-    let task = open_run(run, g, device)?;
+pub fn decode(run: &Path, codes: &Path, out: &Path, _g: &GlobalArgs, device: Device) -> Result<()> {
+    let mut tok = open_frozen(run, device)?;
     let t: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(codes)?.into_iter().collect();
     let idx = t.get("indices").with_context(|| format!("{} has no `indices` tensor", codes.display()))?;
-    let k = task.config.quantizer.num_codes;
-    if idx.dim() != 3 || idx.min().int64_value(&[]) < 0 || idx.max().int64_value(&[]) >= k {
-        bail!("{}: indices must be (B, h, w) codes in 0..{k}, got shape {:?}", codes.display(), idx.size());
+    let (k, layout) = (tok.num_codes() as i64, tok.layout());
+    let grid_shape = match layout.grids.as_slice() {
+        [(h, w)] => format!("(B, {h}, {w})"),
+        _ => format!("(B, {})", layout.len()),
+    };
+    let per_image: i64 = idx.size().iter().skip(1).product();
+    let ok = idx.dim() >= 2
+        && idx.size()[0] > 0
+        && per_image == layout.len()
+        && idx.kind() == Kind::Int64
+        && idx.min().int64_value(&[]) >= 0
+        && idx.max().int64_value(&[]) < k;
+    if !ok {
+        bail!(
+            "{}: indices must be int64 codes in 0..{k} of shape {grid_shape}, got {:?} {:?}",
+            codes.display(),
+            idx.kind(),
+            idx.size()
+        );
     }
-    let x = tch::no_grad(|| task.model.decode_indices(&idx.to_device(device)));
+    let x = tok.decode(&idx.view([idx.size()[0], -1]).to_device(device));
     std::fs::create_dir_all(out)?;
     for (i, img) in tensor_to_images(&x)?.iter().enumerate() {
         img.save(out.join(format!("{i:05}.png")))?;
@@ -192,11 +218,12 @@ pub fn decode(run: &Path, codes: &Path, out: &Path, g: &GlobalArgs, device: Devi
     Ok(())
 }
 
-pub fn reconstruct(run: &Path, image: &Path, out: &Path, g: &GlobalArgs, device: Device) -> Result<()> {
-    let mut task = open_run(run, g, device)?;
-    let size = task.config.model.resolution as u32;
+pub fn reconstruct(run: &Path, image: &Path, out: &Path, _g: &GlobalArgs, device: Device) -> Result<()> {
+    let mut tok = open_frozen(run, device)?;
+    let size = tok.resolution() as u32;
     let x = images_to_tensor(&read_images(&[image.to_path_buf()], size)?)?.to_device(device);
-    let (xr, _) = task.reconstruct(&x)?;
+    let codes = tok.encode(&x)?;
+    let xr = tok.decode(&codes);
     let mut both = tensor_to_images(&x)?;
     both.extend(tensor_to_images(&xr)?);
     tessera_core::viz::image_grid(&both, 2, 2).save(out)?;

@@ -205,6 +205,18 @@ fn tokenizer_commands_and_their_bad_inputs() {
     .unwrap();
     let o = tessera(&["--device", "cpu", "decode", r, bad.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert!(!o.status.success() && stderr(&o).contains("0..16"), "{}", stderr(&o));
+    // Float codes, a wrong grid and an empty file: errors naming the expected shape, no panic.
+    for t in [
+        tch::Tensor::zeros([1, 8, 8], (tch::Kind::Float, tch::Device::Cpu)),
+        tch::Tensor::zeros([1, 4, 4], (tch::Kind::Int64, tch::Device::Cpu)),
+        tch::Tensor::zeros([0, 8, 8], (tch::Kind::Int64, tch::Device::Cpu)),
+    ] {
+        tch::Tensor::write_safetensors(&[("indices", &t)], &bad).unwrap();
+        let o =
+            tessera(&["--device", "cpu", "decode", r, bad.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains("(B, 8, 8)"), "{}", stderr(&o));
+    }
     let ck = run.join("checkpoints/last.safetensors");
     let bytes = std::fs::read(&ck).unwrap();
     std::fs::write(&ck, &bytes[..100]).unwrap();
