@@ -373,11 +373,18 @@ pub fn write(res: &StudyResults, out: &Path) -> Result<()> {
     let note = "Arms: mean ± sd over seeds; with one seed, accuracies carry a 95 % bootstrap interval over the evaluated images. Differences: paired 95 % t-interval over seeds.";
     let _ = writeln!(md, "## Comparison\n\n{note}\n\n{}", t.markdown());
     let _ = write!(html, "<h2>Comparison</h2><p>{}</p>{}", esc(note), t.html());
-    let verdicts: Vec<String> = MAIN_ROWS
-        .iter()
-        .filter(|(k, _)| *k != "minutes")
-        .filter_map(|(k, l)| verdict(res, k, l.trim_end_matches(" (↑)").trim_end_matches(" (↓)")))
-        .collect();
+    let verdicts: Vec<String> = if res.seeds < 2 && arms.len() >= 2 {
+        vec![format!(
+            "With one seed the study cannot tell any {} − {} difference above from seed-to-seed noise; `--seeds 3` gives each a 95 % interval.",
+            arms[1].name, arms[0].name
+        )]
+    } else {
+        MAIN_ROWS
+            .iter()
+            .filter(|(k, _)| *k != "minutes")
+            .filter_map(|(k, l)| verdict(res, k, l.trim_end_matches(" (↑)").trim_end_matches(" (↓)")))
+            .collect()
+    };
     if !verdicts.is_empty() {
         let _ =
             writeln!(md, "{}\n", verdicts.iter().map(|v| format!("- {v}")).collect::<Vec<_>>().join("\n"));
