@@ -1,4 +1,4 @@
-"""Minimal safetensors writer (no numpy, no safetensors package): 8-byte little-endian header
+"""Minimal safetensors writer and reader (no numpy, no safetensors package): 8-byte little-endian header
 length, a JSON header {name: {dtype, shape, data_offsets}}, then the raw little-endian bytes."""
 import json
 import struct
@@ -24,3 +24,25 @@ def save(tensors: dict, path: str) -> None:
         f.write(h)
         for b in blobs:
             f.write(b)
+
+
+_KINDS = {v: k for k, v in _DTYPES.items()}
+
+
+def load(path: str) -> dict:
+    """Every tensor of a safetensors file written by `save` (or any little-endian safetensors file
+    of the dtypes above), in header order."""
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        lo, hi = info["data_offsets"]
+        raw = bytearray(data[8 + n + lo:8 + n + hi])
+        dtype = _KINDS[info["dtype"]]
+        t = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
+        out[name] = t.reshape(info["shape"]).clone()
+    return out

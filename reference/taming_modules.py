@@ -1,4 +1,6 @@
-"""Self-contained PyTorch reference for Tessera's VQGAN / TE-VQGAN port.
+"""PyTorch side of the VQGAN / TE-VQGAN training-step benchmark (benches/vqgan_step.py): a
+self-contained re-write, used for timing only. No parity fixture comes from it: those are computed
+with the upstream code itself (reference/upstream_vqgan_fixtures.py, reference/quant_fixtures.py).
 
 Behaviour follows shared/reference/spec.md §1.2 (encoder/decoder), §1.3 + §2.2/§2.3 (quantizer),
 §1.4 (loss, discriminator, LPIPS), §2.4 (TE-VQGAN encoder options) and §2.5 (TE config). It was written
@@ -21,13 +23,18 @@ an independent re-write: only the *module attribute names* are copied on purpose
     decoder.up.{i}.upsample.conv.*, decoder.norm_out.*, decoder.conv_out.*   (decoder never changes)
     quant_conv.*, post_quant_conv.*, quantize.embedding.weight
 
-Run nothing here; see reference/vqgan_fixtures.py and benches/vqgan_step.py.
+Run nothing here; see benches/vqgan_step.py.
 """
 import math
+import os
+import sys
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tessera_backbones import TinyFeatures  # noqa: E402,F401  (re-exported for the benchmark)
 
 # ----------------------------------------------------------------------------------------------
 # Building blocks (spec §1.2)
@@ -408,30 +415,6 @@ class NLayerDiscriminator(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # Perceptual loss (spec §1.4 LPIPS structure, with a Tessera-defined in-domain backbone)
 # ----------------------------------------------------------------------------------------------
-
-
-class TinyFeatures(nn.Module):
-    """Tessera's small perceptual backbone (not from taming). Taps are the ReLU outputs that end the
-    slices features[0:4], [4:9], [9:12] — i.e. after features[3], features[8] and features[11] (the ReLU
-    that follows conv features[10]); channels 32, 64, 128. Keys: features.{0,2,5,7,10}.{weight,bias}."""
-
-    chns = (32, 64, 128)
-    slices = ((0, 4), (4, 9), (9, 12))
-
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(64, 128, 3, padding=1), nn.ReLU())
-
-    def forward(self, x):
-        taps = []
-        for lo, hi in self.slices:
-            for i in range(lo, hi):
-                x = self.features[i](x)
-            taps.append(x)
-        return taps
 
 
 class VGG16Features(nn.Module):

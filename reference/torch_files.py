@@ -12,8 +12,10 @@ writes crates/tessera-core/tests/fixtures/
                        sentinel file); the reader must return the tensor and run nothing
 
     .venv/bin/python reference/torch_files.py --taming-ckpt OUT.ckpt
-writes a PyTorch-Lightning-style checkpoint of the TE-VQGAN test model of reference/vqgan_fixtures.py
-(`te`, seed 0: the same weights as crates/tessera-models/tests/fixtures/vqgan_te.safetensors):
+writes a PyTorch-Lightning-style checkpoint of the TE-VQGAN test model whose weights are the `param.*`
+tensors of crates/tessera-models/tests/fixtures/vqgan_te.safetensors (written by
+reference/upstream_vqgan_fixtures.py from TE-VQGAN's own VQModel; read back here, so this needs no
+upstream checkout):
 {'epoch', 'global_step', 'pytorch-lightning_version', 'state_dict' (VQModel keys plus one
 `loss.perceptual_loss.*` key that Tessera has no slot for), 'optimizer_states' (Adam moments),
 'lr_schedulers', 'hyper_parameters' (an argparse.Namespace), 'callbacks'}.
@@ -26,7 +28,7 @@ from collections import OrderedDict
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from safetensors_io import save  # noqa: E402
+from safetensors_io import load, save  # noqa: E402
 
 OUT_DIR = os.path.join(os.path.dirname(__file__), "..", "crates", "tessera-core", "tests", "fixtures")
 SENTINEL = "/tmp/tessera-torch-file-test-pwned"
@@ -62,16 +64,18 @@ def mixed():
 
 
 def taming_ckpt(path):
-    from taming_modules import VQModel  # noqa: E402
-    from vqgan_fixtures import CONFIGS, EMBED_DIM, N_EMBED  # noqa: E402
-
-    torch.manual_seed(0)
-    model = VQModel(CONFIGS["te"], n_embed=N_EMBED, embed_dim=EMBED_DIM)
+    fixture = os.path.join(os.path.dirname(__file__), "..", "crates", "tessera-models", "tests", "fixtures",
+                           "vqgan_te.safetensors")
+    state = OrderedDict((k[len("param."):], v) for k, v in load(fixture).items() if k.startswith("param."))
+    params = [torch.nn.Parameter(v.clone()) for v in state.values()]
     # lr 0: Adam fills its moments and leaves the weights as they are.
-    opt = torch.optim.Adam(model.parameters(), lr=0.0, betas=(0.5, 0.9))
-    model(torch.rand(2, 3, 16, 16) * 2 - 1)[0].abs().mean().backward()
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(params, lr=0.0, betas=(0.5, 0.9))
+    for p in params:
+        p.grad = torch.randn_like(p)
     opt.step()
-    state = model.state_dict()
+    for (k, v), p in zip(state.items(), params):
+        assert torch.equal(v, p.detach()), k
     state["loss.perceptual_loss.lin0.model.1.weight"] = torch.rand(1, 64, 1, 1)
     ckpt = {
         "epoch": 3,
@@ -80,7 +84,7 @@ def taming_ckpt(path):
         "state_dict": state,
         "optimizer_states": [opt.state_dict()],
         "lr_schedulers": [],
-        "hyper_parameters": argparse.Namespace(base_learning_rate=4.5e-6, n_embed=N_EMBED),
+        "hyper_parameters": argparse.Namespace(base_learning_rate=4.5e-6, n_embed=24),
         "callbacks": {"ModelCheckpoint": {"best_model_score": torch.tensor(0.5)}},
     }
     torch.save(ckpt, path)

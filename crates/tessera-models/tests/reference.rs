@@ -1,6 +1,9 @@
-//! The VQGAN, PatchGAN and LPIPS against PyTorch re-implementations of taming / TE-VQGAN
-//! (`reference/taming_modules.py`, checked by its author against the original code), with
-//! weights imported by their taming state_dict names (`reference/vqgan_fixtures.py`).
+//! The VQGAN, PatchGAN and LPIPS against the upstream PyTorch code, with weights imported by their
+//! taming state_dict names. Fixtures from `reference/upstream_vqgan_fixtures.py`, which imports
+//! the modules from checkouts of CompVis/taming-transformers@3ba01b2 (`taming/models/vqgan.py`
+//! VQModel: `vqgan_taming`) and wcshin-git/TE-VQGAN@248f883 (VQModel: `vqgan_te`, `vqgan_te_blur`;
+//! `taming/modules/discriminator/model.py`; `taming/modules/losses/lpips.py` LPIPS on Tessera's own
+//! Tiny backbone, as upstream's VGG16 needs ImageNet weights).
 
 use std::collections::HashMap;
 
@@ -73,6 +76,12 @@ fn check(name: &str, replicate: bool, method: DownsamplingMethod) {
     assert!(agree > 0.98, "{name}: {agree}");
     let xrec = model.decode(&f["zq"], false);
     assert!(max_diff(&xrec, &f["xrec"]) < 1e-5, "{name} decoder: {}", max_diff(&xrec, &f["xrec"]));
+    eprintln!(
+        "{name}: max |diff| h {:.1e}, z {:.1e}, xrec {:.1e}; indices agree {agree}",
+        max_diff(&h, &f["h"]),
+        max_diff(&z, &f["z"]),
+        max_diff(&xrec, &f["xrec"])
+    );
 }
 
 #[test]
@@ -97,6 +106,7 @@ fn patchgan_matches_pytorch() {
     let d = PatchGan::new(&vs.root(), &DiscConfig { in_channels: 3, ndf: 16, n_layers: 3 });
     assert_eq!(load(&vs, &f, "disc.param."), vs.variables().len());
     let logits = d.forward_t(&f["disc_input"], false);
+    eprintln!("PatchGAN logits: max |diff| {:.1e}", max_diff(&logits, &f["disc_logits"]));
     assert!(max_diff(&logits, &f["disc_logits"]) < 1e-5, "{}", max_diff(&logits, &f["disc_logits"]));
 }
 
@@ -107,6 +117,7 @@ fn lpips_formula_matches_pytorch() {
     let lp = Lpips::new(&vs.root(), Backbone::Tiny, false);
     assert_eq!(load(&vs, &f, "lpips.param."), vs.variables().len());
     let v = lp.forward_t(&f["input"], &f["xrec"], false);
+    eprintln!("LPIPS: max |diff| {:.1e}", max_diff(&v, &f["lpips_value"]));
     assert!(max_diff(&v, &f["lpips_value"]) < 1e-5, "{}", max_diff(&v, &f["lpips_value"]));
     // Identical images are at distance 0.
     assert!(lp.forward_t(&f["input"], &f["input"], false).abs().max().double_value(&[]) < 1e-7);

@@ -130,7 +130,7 @@ fn perceptual_loss_without_weights_says_how_to_get_them() {
 #[test]
 fn taming_checkpoint_imports_by_state_dict_names() {
     let _serial = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
-    // The expected codes and reconstruction of reference/vqgan_fixtures.py's TE model.
+    // Codes and reconstruction of TE-VQGAN's own VQModel (reference/upstream_vqgan_fixtures.py).
     let fx: HashMap<String, Tensor> = Tensor::read_safetensors(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../tessera-models/tests/fixtures/vqgan_te.safetensors"
