@@ -7,27 +7,17 @@ use std::collections::HashMap;
 
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
-use tessera_models::biart::{
-    layer_scale_init, AttnType, Biart, BiartConfig, Direction, DropoutSites, FeedForward,
-};
+use tessera_models::biart::{layer_scale_init, Biart, BiartConfig, Direction, DropoutSites, FeedForward};
 
 fn fixture() -> HashMap<String, Tensor> {
     let p = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bidalle_block.safetensors");
     Tensor::read_safetensors(p).unwrap().into_iter().collect()
 }
 
-/// The upstream model's geometry with Bi-DALL-E's block options.
+/// The reference toy model on a 5×5 grid with kernel 5, and Bi-DALL-E's block options.
 fn config() -> BiartConfig {
     BiartConfig {
-        n_layer: 4,
-        n_head: 2,
-        n_embd: 16,
-        head_dim: 8,
-        text_vocab: 9,
-        text_len: 6,
-        image_vocab: 7,
         image_side: 5,
-        attn_types: vec![AttnType::Full, AttnType::AxialRow, AttnType::AxialCol, AttnType::ConvLike],
         conv_kernel: 5,
         segment_embedding: false,
         feed_forward: FeedForward::Geglu,
@@ -35,7 +25,7 @@ fn config() -> BiartConfig {
         qkv_bias: false,
         dropout_sites: DropoutSites::Dalle,
         head_bias: true,
-        ..BiartConfig::default()
+        ..BiartConfig::reference_fixture()
     }
 }
 
