@@ -58,18 +58,23 @@ pub fn t_quantile_975(df: usize) -> f64 {
     z + (z.powi(3) + z) / (4.0 * n) + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * n * n)
 }
 
-/// The 95 % paired t-interval of `mean(a − b)`; `None` with fewer than two pairs.
-pub fn paired_t_interval(a: &[f64], b: &[f64]) -> Option<Interval> {
-    assert_eq!(a.len(), b.len(), "paired samples must have equal length");
-    let n = a.len();
+/// The 95 % t-interval of the mean of `values`; `None` with fewer than two.
+pub fn t_interval(values: &[f64]) -> Option<Interval> {
+    let n = values.len();
     if n < 2 {
         return None;
     }
-    let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
-    let mean = d.iter().sum::<f64>() / n as f64;
-    let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let mean = values.iter().sum::<f64>() / n as f64;
+    let var = values.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
     let half = t_quantile_975(n - 1) * (var / n as f64).sqrt();
     Some(Interval { mean, lo: mean - half, hi: mean + half })
+}
+
+/// The 95 % paired t-interval of `mean(a − b)`; `None` with fewer than two pairs.
+pub fn paired_t_interval(a: &[f64], b: &[f64]) -> Option<Interval> {
+    assert_eq!(a.len(), b.len(), "paired samples must have equal length");
+    let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+    t_interval(&d)
 }
 
 /// Percentile bootstrap (95 %) of `Σ correct / Σ labels` over images given as

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Result, TrainError};
 use crate::metrics::read_series;
 use crate::study::{run_dirs, RunResult, StudyResults};
-use tessera_eval::stats::{paired_t_interval, Interval};
+use tessera_eval::stats::{t_interval, Interval};
 
 /// Mean and sample standard deviation (0 for one value).
 pub fn mean_std(v: &[f64]) -> (f64, f64) {
@@ -150,8 +150,7 @@ fn metric_interval(r: &RunResult, key: &str) -> Option<Interval> {
 
 /// The paired 95 % t-interval over seeds of `second arm − first arm`.
 fn paired_interval(res: &StudyResults, key: &str) -> Option<Interval> {
-    let d = paired(res, key);
-    paired_t_interval(&d, &vec![0.0; d.len()])
+    t_interval(&paired(res, key))
 }
 
 fn digits(m: f64) -> usize {
