@@ -34,7 +34,7 @@ pub fn load_tokenizer(dir: &Path, device: Device) -> Result<FrozenTokenizer> {
             let config: TokenizerRunConfig =
                 tessera_core::config::load_str(&ck.meta.config, &[], &ckpt.display().to_string())
                     .map_err(|e| TrainError::Invalid(e.to_string()))?;
-            let vs = VarStore::new(device);
+            let mut vs = VarStore::new(device);
             let model = VqModel::new(&vs.root(), config.model.clone(), config.quantizer.clone())?;
             checkpoint::restore_vars(&vs, "model.", &ck.tensors, &ckpt)?;
             if config.optim.weight_ema.is_some() {
@@ -47,7 +47,6 @@ pub fn load_tokenizer(dir: &Path, device: Device) -> Result<FrozenTokenizer> {
                     }
                 });
             }
-            let mut vs = vs;
             vs.freeze();
             Ok(FrozenTokenizer { _vs: vs, inner: Box::new(model), dir: dir.to_path_buf() })
         }
