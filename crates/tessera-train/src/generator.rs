@@ -22,7 +22,7 @@ use tch::nn::VarStore;
 use tch::{Device, Tensor};
 use tessera_data::mnist64::Split;
 use tessera_data::tensor::{images_to_tensor, tensor_to_images};
-use tessera_data::{Batch, DataConfig, DataLoader, Dataset, LoaderConfig, Subset, TextTokenizer};
+use tessera_data::{Batch, DataConfig, DataLoader, Dataset, Subset, TextTokenizer};
 use tessera_eval::captions::CaptionScores;
 use tessera_models::biart::sample::SampleConfig;
 use tessera_models::biart::{Biart, BiartConfig, Direction};
@@ -32,6 +32,7 @@ use crate::checkpoint;
 use crate::classifier::Classifier;
 use crate::error::{Result, TrainError};
 use crate::frozen::{load_tokenizer, FrozenTokenizer};
+use crate::gen_data::{cache_matches, caption_tokenizer, encode_dataset};
 use crate::gen_eval::{score_i2t, score_t2i};
 use crate::metrics::Record;
 use crate::runner::{LoopConfig, Task};
@@ -199,38 +200,6 @@ pub struct GeneratorTask {
     truncated_warned: bool,
 }
 
-/// Encode the first `n` images of `ds` with the tokenizer; also return their first captions.
-fn encode_dataset(
-    tok: &mut dyn ImageTokenizer,
-    ds: Arc<dyn Dataset>,
-    n: usize,
-    batch: usize,
-    device: Device,
-) -> Result<(Tensor, Vec<String>)> {
-    let sub: Arc<dyn Dataset> = Arc::new(Subset::new(ds, n));
-    let total = sub.len();
-    let loader = DataLoader::new(sub, LoaderConfig::eval(batch), device);
-    let pb = indicatif::ProgressBar::new(total as u64).with_style(
-        indicatif::ProgressStyle::with_template("encoding {pos}/{len} images [{bar:30}] eta {eta}")
-            .expect("valid"),
-    );
-    let (mut codes, mut captions) = (Vec::new(), Vec::new());
-    for b in loader.epoch(0) {
-        let b = b?;
-        pb.inc(b.indices.len() as u64);
-        let c = tok
-            .encode(&b.images)
-            .map_err(|e| TrainError::Invalid(format!("encoding training images: {e}")))?;
-        codes.push(c.to_device(Device::Cpu));
-        captions.extend(b.captions);
-    }
-    pb.finish_and_clear();
-    if codes.is_empty() {
-        return Err(TrainError::Invalid("no images to encode".into()));
-    }
-    Ok((Tensor::cat(&codes, 0), captions))
-}
-
 /// Which parameters get weight decay (minGPT: Linear weights only).
 pub fn decays(name: &str) -> bool {
     name.ends_with(".weight")
@@ -251,7 +220,7 @@ impl GeneratorTask {
         }
         let mut tokenizer = load_tokenizer(&config.tokenizer, device)?;
         std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
-        let text = Self::caption_tokenizer(&config, root, dir)?;
+        let text = caption_tokenizer(&config, root, dir)?;
         let m = &mut config.model;
         let side = tokenizer.layout().single_square().ok_or_else(|| {
             TrainError::Invalid(format!(
@@ -297,8 +266,7 @@ impl GeneratorTask {
             Tensor::read_safetensors(&cache).ok().and_then(|v| v.into_iter().find(|(n, _)| n == "codes"));
         let train_codes = match cached {
             Some((_, c))
-                if c.size()[0] as usize == want
-                    && Self::cache_matches(&mut tokenizer, &train_set, &c, device)? =>
+                if c.size()[0] as usize == want && cache_matches(&mut tokenizer, &train_set, &c, device)? =>
             {
                 c
             }
@@ -330,44 +298,6 @@ impl GeneratorTask {
             classifier: None,
             truncated_warned: false,
         })
-    }
-
-    fn cache_matches(
-        tok: &mut dyn ImageTokenizer,
-        ds: &Arc<dyn Dataset>,
-        cached: &Tensor,
-        device: Device,
-    ) -> Result<bool> {
-        let n = cached.size()[0].min(4) as usize;
-        let (fresh, _) = encode_dataset(tok, ds.clone(), n, n, device)?;
-        Ok(fresh.equal(&cached.narrow(0, 0, n as i64)))
-    }
-
-    fn caption_tokenizer(config: &GeneratorRunConfig, root: &Path, dir: &Path) -> Result<TextTokenizer> {
-        let path = dir.join("tokenizer.json");
-        if let Some(p) = &config.text.tokenizer {
-            let t = TextTokenizer::load(p)?;
-            t.save(&path)?;
-            return Ok(t);
-        }
-        if path.exists() {
-            return Ok(TextTokenizer::load(&path)?);
-        }
-        let ds = config.data.open(Split::Train, root)?;
-        let mut rng = tessera_data::mnist64::stream(0, 0, 0);
-        let n = config.text.corpus_images.min(ds.len());
-        let mut corpus = Vec::new();
-        for i in 0..n {
-            corpus.extend(ds.get(i, &mut rng)?.captions);
-        }
-        if corpus.is_empty() {
-            return Err(TrainError::Invalid(
-                "the training set has no captions to train the text tokenizer".into(),
-            ));
-        }
-        let t = TextTokenizer::train(corpus.iter(), config.text.vocab_size)?;
-        t.save(&path)?;
-        Ok(t)
     }
 
     /// Caption ids, `(B, Lt)`.

@@ -10,7 +10,8 @@
 //!   tokenizer run for inference through the `ImageTokenizer` interface, whatever its kind.
 //! - [`perceptual`]: trains Tessera's in-domain perceptual network.
 //! - [`classifier`]: trains the T2I evaluation classifier (spec §3.6).
-//! - [`generator`]: the BiART task (spec §3, §4.7); [`gen_eval`] scores it (T2I/I2T accuracy with
+//! - [`generator`]: the BiART task (spec §3, §4.7); [`gen_data`] prepares its codes and caption
+//!   tokenizer; [`gen_eval`] scores it (T2I/I2T accuracy with
 //!   bootstrap intervals, per-sample records, marked grids; spec §9.1).
 //! - [`study`]: the resumable TE-VQGAN study (two tokenizers, two generators, every metric);
 //!   [`report`] writes its `report.md` / `report.html`.
@@ -19,6 +20,7 @@ pub mod checkpoint;
 pub mod classifier;
 pub mod error;
 pub mod frozen;
+pub mod gen_data;
 pub mod gen_eval;
 pub mod generator;
 pub mod metrics;
