@@ -3,7 +3,7 @@
 
 Run from the repository root with the project's venv:
     .venv/bin/python reference/torch_files.py
-writes crates/tessera-core/tests/fixtures/
+writes crates/tessera-torchfile/tests/fixtures/
     mixed.pth          an OrderedDict state_dict with every storage type Tessera reads, views that
                        share a storage (transpose, offset slice), a 0-d tensor, an empty tensor and an
                        nn.Parameter
@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from safetensors_io import load, save  # noqa: E402
 
-OUT_DIR = os.path.join(os.path.dirname(__file__), "..", "crates", "tessera-core", "tests", "fixtures")
+OUT_DIR = os.path.join(os.path.dirname(__file__), "..", "crates", "tessera-torchfile", "tests", "fixtures")
 SENTINEL = "/tmp/tessera-torch-file-test-pwned"
 
 

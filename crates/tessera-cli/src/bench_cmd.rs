@@ -74,103 +74,136 @@ pub enum BenchCommand {
 pub fn run(cmd: BenchCommand, device: Device) -> Result<()> {
     match cmd {
         BenchCommand::Quant { n, dim, codes, reps, threads } => {
-            tch::set_num_threads(threads);
-            println!(
-                "vector quantizer, {n} × {dim}, forward + backward, {threads} threads, median of {reps}"
-            );
-            println!("{:>8} {:>12} {:>12} {:>8}", "codes", "tessera s", "pytorch s", "ratio");
-            for k in codes {
-                let ours = quant_step_time(n, dim, k, reps, device)?;
-                let theirs = python_median(&[
-                    "benches/quant_bench.py",
-                    &format!("--n={n}"),
-                    &format!("--dim={dim}"),
-                    &format!("--codes={k}"),
-                    &format!("--reps={reps}"),
-                    &format!("--threads={threads}"),
-                ])?;
-                println!("{k:>8} {ours:>12.4} {theirs:>12.4} {:>7.2}×", theirs / ours);
-            }
-            Ok(())
+            bench_quant(n, dim, &codes, reps, threads, device)
         }
         BenchCommand::Generator { config, batch, reps, sample_batch, threads, tessera_only } => {
-            tch::set_num_threads(threads);
-            let ours = generator_times(&config, batch, reps, sample_batch, device)?;
-            if tessera_only {
-                println!(
-                    "tessera: training step {:.3} s; image tokens/s {:.0} with the KV cache, {:.0} recomputing ({:.1}×)",
-                    ours.train_s,
-                    ours.cache_tok_s,
-                    ours.nocache_tok_s,
-                    ours.cache_tok_s / ours.nocache_tok_s
-                );
-                return Ok(());
-            }
-            let theirs = python_json(&[
-                "benches/biart_step.py",
-                &format!("--config={config}"),
-                &format!("--batch={batch}"),
-                &format!("--reps={reps}"),
-                &format!("--sample-batch={sample_batch}"),
-                &format!("--threads={threads}"),
-            ])?;
-            let num = |v: &serde_json::Value| v.as_f64().context("missing number in the reference's output");
-            let py_train = num(&theirs["train"]["median_s"])?;
-            let py_cache = num(&theirs["sample_cache"]["image_tokens_per_s"])?;
-            let py_nocache = num(&theirs["sample_nocache"]["image_tokens_per_s"])?;
-            println!("BiART {config}, {threads} threads; training step median of {reps}, batch {batch}; t2i sampling of {sample_batch} images (Tessera: cached median of 3, recompute once; PyTorch: once each)");
-            println!("{:<34} {:>12} {:>12} {:>8}", "", "tessera", "pytorch", "ratio");
-            println!(
-                "{:<34} {:>11.3}s {:>11.3}s {:>7.2}×",
-                "training step (t2i + i2t)",
-                ours.train_s,
-                py_train,
-                py_train / ours.train_s
-            );
-            println!(
-                "{:<34} {:>12.0} {:>12.0} {:>7.2}×",
-                "image tokens/s, KV cache",
-                ours.cache_tok_s,
-                py_cache,
-                ours.cache_tok_s / py_cache
-            );
-            println!(
-                "{:<34} {:>12.0} {:>12.0} {:>7.2}×",
-                "image tokens/s, recompute (Bi-DALL-E)",
-                ours.nocache_tok_s,
-                py_nocache,
-                ours.nocache_tok_s / py_nocache
-            );
-            println!(
-                "KV cache speed-up on the same model: tessera {:.1}×, pytorch {:.1}× (goal ≥ 20×)",
-                ours.cache_tok_s / ours.nocache_tok_s,
-                py_cache / py_nocache
-            );
-            Ok(())
+            let o = GeneratorBench { config, batch, reps, sample_batch, threads, tessera_only };
+            bench_generator(&o, device)
         }
         BenchCommand::Tokenizer { config, batch, reps, threads, ortho } => {
-            tch::set_num_threads(threads);
-            let cfg = tokenizer_bench_config(&config, ortho)?;
-            let ours = tokenizer_step_time(cfg.clone(), batch, reps, device)?;
-            let mut args = vec!["benches/vqgan_step.py".to_string()];
-            args.extend(vqgan_step_args(&cfg)?);
-            args.extend([
-                format!("--batch={batch}"),
-                format!("--reps={reps}"),
-                format!("--threads={threads}"),
-                format!("--ortho={ortho}"),
-            ]);
-            let theirs = python_median(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
-            let m = &cfg.model;
-            println!(
-                "tokenizer training step ({config}: ch {}, ch_mult {:?}, attn {:?}, z {}, {} codes of dim {}; batch {batch}, λ_o {ortho}, {threads} threads, median of {reps})",
-                m.ch, m.ch_mult, m.attn_resolutions, m.z_channels, cfg.quantizer.num_codes, cfg.quantizer.dim
-            );
-            println!("tessera {ours:.3} s   pytorch {theirs:.3} s   ratio {:.2}×", theirs / ours);
-            println!("(both: generator step, then the discriminator on the updated generator's reconstructions, as taming)");
-            Ok(())
+            bench_tokenizer(&config, batch, reps, threads, ortho, device)
         }
     }
+}
+
+/// The vector quantizer's forward + backward against PyTorch's, per codebook size.
+fn bench_quant(n: i64, dim: i64, codes: &[i64], reps: usize, threads: i32, device: Device) -> Result<()> {
+    tch::set_num_threads(threads);
+    println!("vector quantizer, {n} × {dim}, forward + backward, {threads} threads, median of {reps}");
+    println!("{:>8} {:>12} {:>12} {:>8}", "codes", "tessera s", "pytorch s", "ratio");
+    for &k in codes {
+        let ours = quant_step_time(n, dim, k, reps, device)?;
+        let theirs = python_median(&[
+            "benches/quant_bench.py",
+            &format!("--n={n}"),
+            &format!("--dim={dim}"),
+            &format!("--codes={k}"),
+            &format!("--reps={reps}"),
+            &format!("--threads={threads}"),
+        ])?;
+        println!("{k:>8} {ours:>12.4} {theirs:>12.4} {:>7.2}×", theirs / ours);
+    }
+    Ok(())
+}
+
+/// What `bench generator` was asked for.
+struct GeneratorBench {
+    config: String,
+    batch: i64,
+    reps: usize,
+    sample_batch: i64,
+    threads: i32,
+    tessera_only: bool,
+}
+
+/// BiART's training step and sampling throughput against Bi-DALL-E's PyTorch code.
+fn bench_generator(o: &GeneratorBench, device: Device) -> Result<()> {
+    let GeneratorBench { config, batch, reps, sample_batch, threads, tessera_only } = o;
+    let (batch, reps, sample_batch, threads) = (*batch, *reps, *sample_batch, *threads);
+    tch::set_num_threads(threads);
+    let ours = generator_times(config, batch, reps, sample_batch, device)?;
+    if *tessera_only {
+        println!(
+            "tessera: training step {:.3} s; image tokens/s {:.0} with the KV cache, {:.0} recomputing ({:.1}×)",
+            ours.train_s,
+            ours.cache_tok_s,
+            ours.nocache_tok_s,
+            ours.cache_tok_s / ours.nocache_tok_s
+        );
+        return Ok(());
+    }
+    let theirs = python_json(&[
+        "benches/biart_step.py",
+        &format!("--config={config}"),
+        &format!("--batch={batch}"),
+        &format!("--reps={reps}"),
+        &format!("--sample-batch={sample_batch}"),
+        &format!("--threads={threads}"),
+    ])?;
+    let num = |v: &serde_json::Value| v.as_f64().context("missing number in the reference's output");
+    let py_train = num(&theirs["train"]["median_s"])?;
+    let py_cache = num(&theirs["sample_cache"]["image_tokens_per_s"])?;
+    let py_nocache = num(&theirs["sample_nocache"]["image_tokens_per_s"])?;
+    println!("BiART {config}, {threads} threads; training step median of {reps}, batch {batch}; t2i sampling of {sample_batch} images (Tessera: cached median of 3, recompute once; PyTorch: once each)");
+    println!("{:<34} {:>12} {:>12} {:>8}", "", "tessera", "pytorch", "ratio");
+    println!(
+        "{:<34} {:>11.3}s {:>11.3}s {:>7.2}×",
+        "training step (t2i + i2t)",
+        ours.train_s,
+        py_train,
+        py_train / ours.train_s
+    );
+    println!(
+        "{:<34} {:>12.0} {:>12.0} {:>7.2}×",
+        "image tokens/s, KV cache",
+        ours.cache_tok_s,
+        py_cache,
+        ours.cache_tok_s / py_cache
+    );
+    println!(
+        "{:<34} {:>12.0} {:>12.0} {:>7.2}×",
+        "image tokens/s, recompute (Bi-DALL-E)",
+        ours.nocache_tok_s,
+        py_nocache,
+        ours.nocache_tok_s / py_nocache
+    );
+    println!(
+        "KV cache speed-up on the same model: tessera {:.1}×, pytorch {:.1}× (goal ≥ 20×)",
+        ours.cache_tok_s / ours.nocache_tok_s,
+        py_cache / py_nocache
+    );
+    Ok(())
+}
+
+/// The tokenizer's training step against taming's, on the same preset.
+fn bench_tokenizer(
+    config: &str,
+    batch: i64,
+    reps: usize,
+    threads: i32,
+    ortho: f64,
+    device: Device,
+) -> Result<()> {
+    tch::set_num_threads(threads);
+    let cfg = tokenizer_bench_config(config, ortho)?;
+    let ours = tokenizer_step_time(cfg.clone(), batch, reps, device)?;
+    let mut args = vec!["benches/vqgan_step.py".to_string()];
+    args.extend(vqgan_step_args(&cfg)?);
+    args.extend([
+        format!("--batch={batch}"),
+        format!("--reps={reps}"),
+        format!("--threads={threads}"),
+        format!("--ortho={ortho}"),
+    ]);
+    let theirs = python_median(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let m = &cfg.model;
+    println!(
+        "tokenizer training step ({config}: ch {}, ch_mult {:?}, attn {:?}, z {}, {} codes of dim {}; batch {batch}, λ_o {ortho}, {threads} threads, median of {reps})",
+        m.ch, m.ch_mult, m.attn_resolutions, m.z_channels, cfg.quantizer.num_codes, cfg.quantizer.dim
+    );
+    println!("tessera {ours:.3} s   pytorch {theirs:.3} s   ratio {:.2}×", theirs / ours);
+    println!("(both: generator step, then the discriminator on the updated generator's reconstructions, as taming)");
+    Ok(())
 }
 
 /// The preset `name` (quick, paper, or a TOML path) with what the benchmark needs: fake data,

@@ -82,7 +82,7 @@ pub fn run(cmd: StudyCommand, g: &GlobalArgs, device: Device) -> Result<()> {
             }
             let results = tessera_train::study::run(&cfg, scale.name(), seeds, &out, device, &root, None)
                 .with_context(|| format!("study in {}", out.display()))?;
-            tessera_train::report::write(&results, &out)?;
+            tessera_train::study::report::write(&results, &out)?;
             let md = std::fs::read_to_string(out.join("report.md"))?;
             // The comparison table is the first table of the report.
             let table: Vec<&str> =

@@ -146,7 +146,7 @@ fn tokenizer_commands_and_their_bad_inputs() {
         "checkpoints/last.safetensors",
         "metrics.jsonl",
         "samples/step_0000002.png",
-        "plots/val_codes.png",
+        "plots/val_codes.svg",
     ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }

@@ -5,12 +5,10 @@
 //! - [`config`]: TOML files mapped to serde structs, `--set a.b=c` overrides, unknown keys rejected.
 //! - [`fsutil`]: atomic file writes (write to a temporary file, then rename).
 //! - [`viz`]: image grids with text labels, written as PNG.
-//! - [`torch_file`]: tensors out of `torch.save` / Lightning files without running pickled code.
 
 pub mod config;
 pub mod device;
 pub mod fsutil;
-pub mod torch_file;
 pub mod viz;
 
 pub use config::{ConfigError, ConfigSource};

@@ -18,6 +18,8 @@ pub enum TrainError {
     Quant(#[from] tessera_quant::vq::QuantError),
     #[error(transparent)]
     Torch(#[from] tch::TchError),
+    #[error(transparent)]
+    Eval(#[from] tessera_eval::generation::EvalError),
     #[error("{0}")]
     Invalid(String),
 }

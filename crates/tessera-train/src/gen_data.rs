@@ -55,6 +55,39 @@ pub fn cache_matches(
     Ok(fresh.equal(&cached.narrow(0, 0, n as i64)))
 }
 
+/// Codes of the first `codes.train_images` training images, from `RUN/codes_train.safetensors`
+/// when it still matches the tokenizer, else encoded now and cached (atomically).
+///
+/// # Shapes
+/// → `(N, codes per image)` int64, on `device`
+pub fn cached_train_codes(
+    tokenizer: &mut dyn ImageTokenizer,
+    config: &GeneratorRunConfig,
+    root: &Path,
+    dir: &Path,
+    device: Device,
+) -> Result<Tensor> {
+    let train_set = config.data.open(Split::Train, root)?;
+    let cache = dir.join("codes_train.safetensors");
+    let want = Subset::new(train_set.clone(), config.codes.train_images).len;
+    let cached =
+        Tensor::read_safetensors(&cache).ok().and_then(|v| v.into_iter().find(|(n, _)| n == "codes"));
+    let codes = match cached {
+        Some((_, c)) if c.size()[0] as usize == want && cache_matches(tokenizer, &train_set, &c, device)? => {
+            c
+        }
+        _ => {
+            let (c, _) = encode_dataset(tokenizer, train_set, want, config.codes.batch_size, device)?;
+            let tmp = dir.join(".codes_train.safetensors.tmp");
+            Tensor::write_safetensors(&[("codes", &c)], &tmp)?;
+            std::fs::rename(&tmp, &cache).map_err(|e| TrainError::io(&cache, e))?;
+            c
+        }
+    }
+    .to_device(device);
+    Ok(codes)
+}
+
 /// The run's caption tokenizer: `text.tokenizer` if given, else `RUN/tokenizer.json` if there,
 /// else BPE trained on the captions of the first `text.corpus_images` training images.
 pub fn caption_tokenizer(config: &GeneratorRunConfig, root: &Path, dir: &Path) -> Result<TextTokenizer> {

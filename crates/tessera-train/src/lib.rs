@@ -3,18 +3,18 @@
 //! - [`checkpoint`]: one safetensors file holding every tensor of a run (model, EMA codebook,
 //!   optimiser moments, weight EMA) plus JSON metadata (step, config), written atomically.
 //! - [`schedule`]: learning-rate warm-up and cosine decay.
-//! - [`metrics`]: JSONL metrics and PNG loss plots.
+//! - [`metrics`]: JSONL metrics; [`plot`] draws their curves as SVG (plotters).
 //! - [`runner`]: the loop: deterministic per-step seeding, NaN/Inf guard, periodic images,
 //!   validation and checkpoints, exact resume.
-//! - [`tokenizer`]: the VQGAN / TE-VQGAN task (spec §1.4, §1.5, §2.8); [`frozen`] opens a trained
+//! - [`tokenizer`]: the VQGAN / TE-VQGAN task (its loss lives beside the model in
+//!   `tessera_models::vqgan::loss`); [`frozen`] opens a trained
 //!   tokenizer run for inference through the `ImageTokenizer` interface, whatever its kind.
 //! - [`perceptual`]: trains Tessera's in-domain perceptual network.
 //! - [`classifier`]: trains the T2I evaluation classifier (spec §3.6).
 //! - [`generator`]: the BiART task (spec §3, §4.7); [`gen_data`] prepares its codes and caption
-//!   tokenizer; [`gen_eval`] scores it (T2I/I2T accuracy with
-//!   bootstrap intervals, per-sample records, marked grids; spec §9.1).
+//!   tokenizer; [`gen_eval`] scores it with `tessera_eval::generation` (MNIST64x64 data only).
 //! - [`study`]: the resumable TE-VQGAN study (two tokenizers, two generators, every metric);
-//!   [`report`] writes its `report.md` / `report.html`.
+//!   [`study::report`] writes its `report.md` / `report.html` from templates.
 
 pub mod checkpoint;
 pub mod classifier;
@@ -25,7 +25,7 @@ pub mod gen_eval;
 pub mod generator;
 pub mod metrics;
 pub mod perceptual;
-pub mod report;
+pub mod plot;
 pub mod runner;
 pub mod schedule;
 pub mod study;

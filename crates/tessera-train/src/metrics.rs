@@ -1,5 +1,5 @@
 //! Metrics as JSON lines (`metrics.jsonl`: `{"step", "split", name: value, …}`), kept in memory
-//! too, and drawn as PNG plots.
+//! too, and drawn as SVG plots ([`crate::plot`]).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -89,18 +89,16 @@ impl MetricsLog {
 
     /// Plot `keys` of `split` to `file`.
     pub fn plot(&self, file: &Path, title: &str, split: &str, keys: &[&str], log_y: bool) -> Result<()> {
-        let series: Vec<(String, Vec<(f64, f64)>)> = keys
+        let series: Vec<crate::plot::Series> = keys
             .iter()
             .map(|k| (k.to_string(), self.series(split, k)))
             .filter(|(_, s)| !s.is_empty())
             .collect();
-        let img = tessera_core::viz::line_plot(title, &series, 720, 360, log_y);
-        if let Some(d) = file.parent() {
-            std::fs::create_dir_all(d).map_err(|e| TrainError::io(d, e))?;
-        }
-        img.save(file).map_err(|e| TrainError::Invalid(format!("{}: {e}", file.display())))
+        let spec = crate::plot::PlotSpec { title, x_label: "step", y_label: split, log_y };
+        crate::plot::save_line_plot(file, &spec, &series)
     }
 }
+
 /// `(step, value)` of `key` in `split` from a run's `metrics.jsonl`, read-only (empty if absent).
 pub fn read_series(dir: &Path, split: &str, key: &str) -> Vec<(f64, f64)> {
     let Ok(text) = std::fs::read_to_string(dir.join("metrics.jsonl")) else { return Vec::new() };

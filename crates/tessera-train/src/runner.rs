@@ -123,54 +123,20 @@ pub fn run<T: Task>(
     let run = RunDir(dir.to_path_buf());
     std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
     let ckpt_path = run.checkpoint();
-    let mut step = 0;
-    if ckpt_path.exists() {
-        if !resume {
-            return Err(TrainError::Invalid(format!(
-                "{} already holds a checkpoint; pass --resume to continue it, or choose another --out",
-                dir.display()
-            )));
-        }
-        let ck: checkpoint::Checkpoint<Meta> = checkpoint::load(&ckpt_path)?;
-        if ck.meta.format != FORMAT || ck.meta.kind != task.kind() {
-            return Err(TrainError::Mismatch {
-                path: ckpt_path,
-                reason: format!(
-                    "it is a {} {} checkpoint, this is a {} run",
-                    ck.meta.format,
-                    ck.meta.kind,
-                    task.kind()
-                ),
-            });
-        }
-        task.load_state(&ck.tensors, &ckpt_path)?;
-        step = ck.meta.step;
-        tracing::info!("resuming {} at step {step}", dir.display());
-    }
+    let mut step = resume_step(task, dir, &ckpt_path, resume)?;
     tessera_core::fsutil::write_atomic(&dir.join("config.toml"), config_toml.as_bytes())
         .map_err(|e| TrainError::io(dir, e))?;
     let mut log = MetricsLog::open(dir, step)?;
-    let bpe = loader.batches_per_epoch() as i64;
-    if bpe == 0 {
-        return Err(TrainError::Invalid("the training set is smaller than one batch".into()));
-    }
+    let bpe = batches_per_epoch(loader, cfg)?;
     let save = |task: &T, step: i64| -> Result<()> {
         let meta = Meta { format: FORMAT.into(), kind: task.kind().into(), step, config: config_toml.into() };
         checkpoint::save(&ckpt_path, &task.state(), &meta)
     };
-    let pb = ProgressBar::new(cfg.max_steps as u64).with_position(step as u64);
-    pb.set_style(
-        ProgressStyle::with_template("{spinner} step {pos}/{len} [{bar:30}] {per_sec} eta {eta} {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
+    let pb = progress_bar(cfg.max_steps, step);
     let start = Instant::now();
     let mut summary = Summary::default();
     let mut streak = 0usize;
     let mut window = (Instant::now(), step);
-    if cfg.accumulate == 0 {
-        return Err(TrainError::Invalid("train.accumulate must be at least 1".into()));
-    }
     let k = cfg.accumulate as i64;
     // One endless stream of batches, entered where the checkpoint left it.
     let (first_epoch, offset) = ((step * k / bpe) as u64, (step * k % bpe) as usize);
@@ -190,12 +156,8 @@ pub fn run<T: Task>(
                         rec.insert("it_per_s".into(), (step - window.1) as f64 / dt);
                     }
                     window = (Instant::now(), step);
-                    let msg: Vec<String> = ["loss/total", "loss/rec", "loss/q"]
-                        .iter()
-                        .filter_map(|k| rec.get(*k).map(|v| format!("{k}={v:.4}")))
-                        .collect();
-                    pb.set_message(msg.join(" "));
                     rec.insert("epoch".into(), epoch as f64);
+                    pb.set_message(headline(&rec));
                     log.write(step, "train", rec)?;
                 }
             }
@@ -214,20 +176,10 @@ pub fn run<T: Task>(
         step += 1;
         pb.set_position(step as u64);
         if cfg.image_every > 0 && (step % cfg.image_every == 0 || step == cfg.max_steps) {
-            let grid = task.sample_grid(batch)?;
-            let p = run.samples().join(format!("step_{step:07}.png"));
-            std::fs::create_dir_all(run.samples()).map_err(|e| TrainError::io(run.samples(), e))?;
-            grid.save(&p).map_err(|e| TrainError::Invalid(format!("{}: {e}", p.display())))?;
+            save_grid(task, batch, &run, step)?;
         }
         if cfg.validate_every > 0 && (step % cfg.validate_every == 0 || step == cfg.max_steps) {
-            let rec = task.validate(step)?;
-            let text: Vec<String> = rec.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
-            pb.println(format!("step {step} validation: {}", text.join(", ")));
-            log.write(step, "val", rec.clone())?;
-            summary.last_validation = Some(rec);
-            for (stem, split, keys, log_y) in task.plots() {
-                log.plot(&run.plots().join(format!("{stem}.png")), stem, split, &keys, log_y)?;
-            }
+            summary.last_validation = Some(validate(task, &run, &mut log, &pb, step)?);
         }
         if step % cfg.checkpoint_every == 0 || step == cfg.max_steps {
             save(task, step)?;
@@ -237,6 +189,92 @@ pub fn run<T: Task>(
     summary.steps = step;
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Batches in one epoch of `loader`; refuses a loop that could not take one step.
+fn batches_per_epoch(loader: &DataLoader, cfg: &LoopConfig) -> Result<i64> {
+    let bpe = loader.batches_per_epoch() as i64;
+    if bpe == 0 {
+        return Err(TrainError::Invalid("the training set is smaller than one batch".into()));
+    }
+    if cfg.accumulate == 0 {
+        return Err(TrainError::Invalid("train.accumulate must be at least 1".into()));
+    }
+    Ok(bpe)
+}
+
+/// The step to start from: 0 for a new run, the checkpoint's step with `resume`; refuses to train
+/// over a checkpoint without `resume`, and a checkpoint of another kind.
+fn resume_step<T: Task>(task: &mut T, dir: &Path, ckpt_path: &Path, resume: bool) -> Result<i64> {
+    if !ckpt_path.exists() {
+        return Ok(0);
+    }
+    if !resume {
+        return Err(TrainError::Invalid(format!(
+            "{} already holds a checkpoint; pass --resume to continue it, or choose another --out",
+            dir.display()
+        )));
+    }
+    let ck: checkpoint::Checkpoint<Meta> = checkpoint::load(ckpt_path)?;
+    if ck.meta.format != FORMAT || ck.meta.kind != task.kind() {
+        return Err(TrainError::Mismatch {
+            path: ckpt_path.into(),
+            reason: format!(
+                "it is a {} {} checkpoint, this is a {} run",
+                ck.meta.format,
+                ck.meta.kind,
+                task.kind()
+            ),
+        });
+    }
+    task.load_state(&ck.tensors, ckpt_path)?;
+    tracing::info!("resuming {} at step {}", dir.display(), ck.meta.step);
+    Ok(ck.meta.step)
+}
+
+fn progress_bar(max_steps: i64, step: i64) -> ProgressBar {
+    let pb = ProgressBar::new(max_steps as u64).with_position(step as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} step {pos}/{len} [{bar:30}] {per_sec} eta {eta} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb
+}
+
+/// The losses shown beside the progress bar.
+fn headline(rec: &Record) -> String {
+    let parts: Vec<String> = ["loss/total", "loss/rec", "loss/q"]
+        .iter()
+        .filter_map(|k| rec.get(*k).map(|v| format!("{k}={v:.4}")))
+        .collect();
+    parts.join(" ")
+}
+
+/// `samples/step_<step>.png`: the task's sample grid on `batch`.
+fn save_grid<T: Task>(task: &mut T, batch: &Batch, run: &RunDir, step: i64) -> Result<()> {
+    let grid = task.sample_grid(batch)?;
+    let p = run.samples().join(format!("step_{step:07}.png"));
+    std::fs::create_dir_all(run.samples()).map_err(|e| TrainError::io(run.samples(), e))?;
+    grid.save(&p).map_err(|e| TrainError::Invalid(format!("{}: {e}", p.display())))
+}
+
+/// Validate, log, print and redraw the plots; returns the validation record.
+fn validate<T: Task>(
+    task: &mut T,
+    run: &RunDir,
+    log: &mut MetricsLog,
+    pb: &ProgressBar,
+    step: i64,
+) -> Result<Record> {
+    let rec = task.validate(step)?;
+    let text: Vec<String> = rec.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+    pb.println(format!("step {step} validation: {}", text.join(", ")));
+    log.write(step, "val", rec.clone())?;
+    for (stem, split, keys, log_y) in task.plots() {
+        log.plot(&run.plots().join(format!("{stem}.svg")), stem, split, &keys, log_y)?;
+    }
+    Ok(rec)
 }
 
 #[cfg(test)]

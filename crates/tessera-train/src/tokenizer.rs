@@ -1,243 +1,45 @@
-//! Training the VQGAN / TE-VQGAN tokenizer (spec §1.4, §1.5, §2.8).
+//! Training a VQGAN / TE-VQGAN tokenizer: the one training loop ([`TokenizerTask`], driven by
+//! [`crate::runner`]) around the model ([`tessera_models::vqgan::VqModel`]) and its loss
+//! ([`tessera_models::vqgan::loss::VqLpipsLoss`], taming's `VQLPIPSWithDiscriminator`).
 //!
-//! Generator step (taming `VQLPIPSWithDiscriminator`, optimizer_idx 0):
-//! ```text
-//! rec   = |x − x̂| + w_p·LPIPS(x, x̂)
-//! L_nll = mean(rec)
-//! g     = −mean(D(x̂))
-//! λ     = clamp(‖∇_W L_nll‖ / (‖∇_W g‖ + 1e-4), 0, 1e4)·disc_weight,   W = decoder.conv_out.weight
-//! f     = disc_factor if step ≥ disc_start else 0
-//! L_G   = L_nll + λ·f·g + codebook_weight·(L_vq + L_ortho)
-//! ```
-//! Discriminator step: `L_D = f·½(mean relu(1 − D(x)) + mean relu(1 + D(x̂)))` (hinge) or
-//! `f·½(mean softplus(−D(x)) + mean softplus(D(x̂)))` (vanilla). Both optimisers are
-//! Adam(0.5, 0.9) at `lr = batch·base_lr` (taming's scaling, one device). Before `disc_start`
-//! (f = 0) the discriminator's loss and gradients are zero, so its parameters do not move; but
-//! taming still calls its Adam, whose step count then stands at `disc_start` when the GAN starts.
-//! Adam's bias corrections `1 − βᵗ` are then ≈ 1, so the first real updates are
-//! `(1−β1)/√(1−β2) ≈ 1.58×` the cold-start ones (β = 0.5, 0.9). Tessera counts those idle steps
-//! too (`loss.disc_adam_counts_idle_steps = true`, the default); `false` starts the count at the
-//! first real step.
+//! One step is taming's two optimizer steps (`taming/models/vqgan.py` `VQModel.training_step` at
+//! CompVis/taming-transformers@3ba01b2): the autoencoder on `L_G`, then the discriminator on
+//! `L_D`. Both optimisers are Adam(0.5, 0.9) at `lr = batch·base_lr` (taming's scaling, one
+//! device). Before `disc_start` (f = 0) the discriminator's loss and gradients are zero, so its
+//! parameters do not move; but taming still calls its Adam, whose step count then stands at
+//! `disc_start` when the GAN starts. Adam's bias corrections `1 − βᵗ` are then ≈ 1, so the first
+//! real updates are `(1−β1)/√(1−β2) ≈ 1.58×` the cold-start ones (β = 0.5, 0.9). Tessera counts
+//! those idle steps too (`loss.disc_adam_counts_idle_steps = true`, the default); `false` starts
+//! the count at the first real step.
+//!
+//! - [`config`]: the run's TOML schema.
+//! - [`import`]: perceptual weights and taming / TE-VQGAN checkpoints from outside.
+
+mod config;
+mod import;
+
+pub use config::*;
+pub use import::*;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-use tch::nn::{ModuleT, VarStore};
-use tch::{Device, Kind, Tensor};
-use tessera_data::{Batch, DataConfig, DataLoader, Dataset, LoaderConfig, Split};
-use tessera_eval::equivariance::TransEq;
-use tessera_models::disc::{DiscConfig, PatchGan};
-use tessera_models::perceptual::{Backbone, Lpips};
-use tessera_models::vqgan::{VqModel, VqganConfig};
+use tch::nn::VarStore;
+use tch::{Device, Tensor};
+use tessera_data::{Batch, DataLoader, Dataset, LoaderConfig, Split};
+use tessera_models::disc::PatchGan;
+use tessera_models::perceptual::Lpips;
+use tessera_models::vqgan::loss::{ExtraLoss, VqLpipsLoss};
+use tessera_models::vqgan::VqModel;
 use tessera_nn::ema::WeightEma;
-use tessera_nn::optim::{Adam, AdamConfig};
-use tessera_quant::{CodebookStats, OrthoConfig, VqConfig};
+use tessera_nn::optim::Adam;
 
 use crate::checkpoint;
 use crate::error::{Result, TrainError};
 use crate::metrics::Record;
-use crate::runner::{LoopConfig, Task};
-use crate::schedule::{lr_at, Decay};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum DiscLoss {
-    #[default]
-    Hinge,
-    Vanilla,
-}
-
-/// The pixel term of `L_nll`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PixelLoss {
-    /// `|x − x̂|` (taming, TE-VQGAN).
-    #[default]
-    L1,
-    /// `(x − x̂)²` (VQ-VAE). On sparse images such as MNIST64x64 (mostly black) L1's optimum under
-    /// uncertainty is the median, black, and short runs stall there; the squared error does not.
-    L2,
-}
-
-/// What the discriminator step is shown as fakes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DiscInput {
-    /// Reconstructions by the generator *after* this step's update, as taming (Lightning runs
-    /// `training_step` again for the discriminator's optimizer). Computed without gradient in eval
-    /// mode, so dropout is off and codebook statistics are not counted twice.
-    #[default]
-    Recompute,
-    /// The reconstructions the generator step was scored on (detached): one forward pass fewer.
-    Reuse,
-}
-
-/// `[loss]`: taming's `VQLPIPSWithDiscriminator` settings, TE-VQGAN's values (spec §2.5).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LossConfig {
-    pub pixel: PixelLoss,
-    pub perceptual_weight: f64,
-    pub perceptual_backbone: Backbone,
-    /// Weights of the perceptual network: `tessera train perceptual` output for `tiny`, or
-    /// user-supplied VGG16 + lpips heads for `vgg16` (safetensors, or `.pth` as PyTorch wrote it,
-    /// read without running pickled code).
-    pub perceptual_weights: Option<PathBuf>,
-    /// A second weight file merged into `perceptual_weights`, for VGG16 as users have it: torchvision's
-    /// `vgg16-397923af.pth` there and the lpips package's `weights/v0.1/vgg.pth` here.
-    pub perceptual_heads: Option<PathBuf>,
-    /// Keep taming's Dropout(0.5) in the LPIPS heads active during training (spec §13.3).
-    pub perceptual_head_dropout: bool,
-    pub disc_weight: f64,
-    pub disc_start: i64,
-    pub disc_factor: f64,
-    pub disc_loss: DiscLoss,
-    pub disc_input: DiscInput,
-    /// Count the zero-gradient discriminator steps before `disc_start` in its Adam's step count, as
-    /// taming does (its first real updates are then ≈ 1.58× larger than a cold start's).
-    pub disc_adam_counts_idle_steps: bool,
-    pub codebook_weight: f64,
-}
-
-impl Default for LossConfig {
-    fn default() -> Self {
-        Self {
-            pixel: PixelLoss::L1,
-            perceptual_weight: 1.0,
-            perceptual_backbone: Backbone::Tiny,
-            perceptual_weights: None,
-            perceptual_heads: None,
-            perceptual_head_dropout: false,
-            disc_weight: 0.8,
-            disc_start: 30_001,
-            disc_factor: 1.0,
-            disc_loss: DiscLoss::Hinge,
-            disc_input: DiscInput::Recompute,
-            disc_adam_counts_idle_steps: true,
-            codebook_weight: 1.0,
-        }
-    }
-}
-
-/// `[optim]`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OptimConfig {
-    /// TE-VQGAN: 8e-6 (spec §2.5).
-    pub base_learning_rate: f64,
-    /// taming: lr = batch × base_lr (× devices × accumulation, both 1 here).
-    pub scale_lr: bool,
-    pub warmup_steps: i64,
-    pub decay: Decay,
-    pub min_lr_ratio: f64,
-    pub clip_grad_norm: Option<f64>,
-    /// Exponential moving average of the autoencoder's weights, used for validation.
-    pub weight_ema: Option<f64>,
-    pub adam: AdamConfig,
-}
-
-impl Default for OptimConfig {
-    fn default() -> Self {
-        Self {
-            base_learning_rate: 8e-6,
-            scale_lr: true,
-            warmup_steps: 0,
-            decay: Decay::Constant,
-            min_lr_ratio: 0.0,
-            clip_grad_norm: None,
-            weight_ema: None,
-            adam: AdamConfig::default(),
-        }
-    }
-}
-
-/// `[eval]`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EvalConfig {
-    /// Validation batches per validation (0 = the whole split).
-    pub val_batches: usize,
-    pub batch_size: usize,
-    /// Measure Trans_eq_acc on the MNIST64x64 translated set.
-    pub trans_eq: bool,
-}
-
-impl Default for EvalConfig {
-    fn default() -> Self {
-        Self { val_batches: 20, batch_size: 100, trans_eq: true }
-    }
-}
-
-/// A whole tokenizer run. Defaults: TE-VQGAN's `mnist64x64_vqgan.yaml` (spec §2.5) with λ_o = 0.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TokenizerRunConfig {
-    pub data: DataConfig,
-    pub model: VqganConfig,
-    pub quantizer: VqConfig,
-    pub disc: DiscConfig,
-    pub loss: LossConfig,
-    pub optim: OptimConfig,
-    pub train: LoopConfig,
-    pub eval: EvalConfig,
-}
-
-impl Default for TokenizerRunConfig {
-    fn default() -> Self {
-        let mut data = DataConfig::default();
-        data.loader.batch_size = 96;
-        Self {
-            data,
-            model: VqganConfig::default(),
-            quantizer: VqConfig {
-                num_codes: 128,
-                dim: 256,
-                ortho: OrthoConfig::default(),
-                ..VqConfig::default()
-            },
-            disc: DiscConfig::default(),
-            loss: LossConfig::default(),
-            optim: OptimConfig::default(),
-            train: LoopConfig::default(),
-            eval: EvalConfig::default(),
-        }
-    }
-}
-
-impl TokenizerRunConfig {
-    pub fn learning_rate(&self) -> f64 {
-        if self.optim.scale_lr {
-            (self.train.accumulate * self.data.loader.batch_size) as f64 * self.optim.base_learning_rate
-        } else {
-            self.optim.base_learning_rate
-        }
-    }
-
-    /// Checks that do not need data.
-    pub fn validate(&self) -> Result<()> {
-        if self.quantizer.dim <= 0 || self.model.ch < 8 || self.model.ch % 8 != 0 {
-            return Err(TrainError::Invalid(format!(
-                "model.ch must be a positive multiple of 8 (taming's GroupNorm(32) needs 32; narrower nets use fewer groups), got {}",
-                self.model.ch
-            )));
-        }
-        if self.model.resolution % self.model.factor() != 0 {
-            return Err(TrainError::Invalid(
-                "model.resolution must be divisible by 2^(len(ch_mult)-1)".into(),
-            ));
-        }
-        if self.loss.perceptual_weight > 0.0 && self.loss.perceptual_weights.is_none() {
-            return Err(TrainError::Invalid(
-                "loss.perceptual_weight > 0 needs loss.perceptual_weights: train the in-domain network with \
-                 `tessera train perceptual --out RUN` (or supply VGG16 weights), or set loss.perceptual_weight = 0"
-                    .into(),
-            ));
-        }
-        Ok(())
-    }
-}
+use crate::runner::Task;
+use crate::schedule::lr_at;
 
 /// The models and optimisers of a tokenizer run.
 pub struct TokenizerTask {
@@ -246,8 +48,9 @@ pub struct TokenizerTask {
     pub vs: VarStore,
     pub model: VqModel,
     pub(crate) disc_vs: VarStore,
-    disc: PatchGan,
-    lpips: Option<(VarStore, Lpips)>,
+    /// taming's `VQLPIPSWithDiscriminator`; its variables live in `disc_vs` and `_lpips_vs`.
+    pub loss: VqLpipsLoss,
+    _lpips_vs: Option<VarStore>,
     opt_ae: Adam,
     opt_d: Adam,
     ema: Option<WeightEma>,
@@ -262,40 +65,6 @@ fn trainable(vs: &VarStore) -> Vec<(String, Tensor, bool)> {
     v
 }
 
-/// Load a perceptual network's weights from one or more files (safetensors or `torch.save`
-/// `.pth`), merged in order. Names may be Tessera's (`net.features.0.weight`,
-/// `lin0.model.0.weight`) or the originals': torchvision's VGG16 `features.0.weight` and the
-/// `lpips` package's heads `lin0.model.1.weight` (its Dropout slot).
-pub fn load_perceptual(vs: &mut VarStore, files: &[&Path]) -> Result<()> {
-    let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    for path in files {
-        let file = tessera_core::torch_file::TorchFile::open(path)
-            .and_then(|f| f.state_dict())
-            .map_err(|e| TrainError::Invalid(format!("perceptual weights: {e}")))?;
-        tensors.extend(file);
-    }
-    let path = files.first().copied().unwrap_or(Path::new("(no perceptual weight file)"));
-    let mut renamed = HashMap::new();
-    for (name, t) in tensors {
-        let mut n = if name.starts_with("features.") { format!("net.{name}") } else { name };
-        if n.starts_with("lin") && n.contains(".model.1.") {
-            n = n.replace(".model.1.", ".model.0.");
-        }
-        renamed.insert(n, t);
-    }
-    // A network built with head dropout names its heads `model.1`: accept either slot.
-    for (name, _) in vs.variables() {
-        if name.contains(".model.1.") {
-            if let Some(t) = renamed.remove(&name.replace(".model.1.", ".model.0.")) {
-                renamed.insert(name, t);
-            }
-        }
-    }
-    checkpoint::restore_vars(vs, "", &renamed, path)?;
-    vs.freeze();
-    Ok(())
-}
-
 impl TokenizerTask {
     /// Build everything; `root` is the data cache (for validation sets).
     pub fn new(config: TokenizerRunConfig, device: Device, root: &Path) -> Result<Self> {
@@ -306,7 +75,7 @@ impl TokenizerTask {
         let model = VqModel::new(&vs.root(), config.model.clone(), config.quantizer.clone())?;
         let disc_vs = VarStore::new(device);
         let disc = PatchGan::new(&(disc_vs.root() / "loss" / "discriminator"), &config.disc);
-        let lpips = if config.loss.perceptual_weight > 0.0 {
+        let (lpips_vs, lpips) = if config.loss.perceptual_weight > 0.0 {
             let mut pvs = VarStore::new(device);
             let lp =
                 Lpips::new(&pvs.root(), config.loss.perceptual_backbone, config.loss.perceptual_head_dropout);
@@ -318,10 +87,11 @@ impl TokenizerTask {
                 .map(|p| p.as_path())
                 .collect();
             load_perceptual(&mut pvs, &files)?;
-            Some((pvs, lp))
+            (Some(pvs), Some(lp))
         } else {
-            None
+            (None, None)
         };
+        let loss = VqLpipsLoss::new(config.loss.clone(), disc, lpips);
         let lr = config.learning_rate();
         let opt_ae = Adam::new(trainable(&vs), lr, config.optim.adam.clone());
         let opt_d = Adam::new(trainable(&disc_vs), lr, config.optim.adam.clone());
@@ -337,18 +107,25 @@ impl TokenizerTask {
         } else {
             None
         };
-        Ok(Self { config, device, vs, model, disc_vs, disc, lpips, opt_ae, opt_d, ema, val, translated })
+        Ok(Self {
+            config,
+            device,
+            vs,
+            model,
+            disc_vs,
+            loss,
+            _lpips_vs: lpips_vs,
+            opt_ae,
+            opt_d,
+            ema,
+            val,
+            translated,
+        })
     }
 
-    fn disc_loss(&self, real: &Tensor, fake: &Tensor) -> Tensor {
-        match self.config.loss.disc_loss {
-            DiscLoss::Hinge => {
-                ((-real + 1.0).relu().mean(Kind::Float) + (fake + 1.0).relu().mean(Kind::Float)) * 0.5
-            }
-            DiscLoss::Vanilla => {
-                ((-real).softplus().mean(Kind::Float) + fake.softplus().mean(Kind::Float)) * 0.5
-            }
-        }
+    /// Add a term to the generator loss (see [`ExtraLoss`]); LG-VQ's losses join this way.
+    pub fn add_loss_term(&mut self, term: Box<dyn ExtraLoss>) {
+        self.loss.add_term(term);
     }
 
     /// Reconstruction of `x` in eval mode (EMA weights if configured), no gradient.
@@ -438,51 +215,31 @@ impl TokenizerTask {
         f: f64,
         log: &mut Record,
     ) -> Result<Vec<Tensor>> {
-        let cfg = &self.config;
         let k = batches.len() as f64;
         let mut fakes = Vec::new();
         for batch in batches {
             let x = &batch.images;
             let out = self.model.forward_t(x, true)?;
-            let xr = &out.reconstruction;
-            let pixel = match cfg.loss.pixel {
-                PixelLoss::L1 => (x - xr).abs(),
-                PixelLoss::L2 => (x - xr).square(),
-            };
-            let (rec, p_loss) = match &self.lpips {
-                Some((_, lp)) => {
-                    let p = lp.forward_t(x, xr, true);
-                    (pixel + &p * cfg.loss.perceptual_weight, Some(p.mean(Kind::Float)))
-                }
-                None => (pixel, None),
-            };
-            let nll = rec.mean(Kind::Float);
-            let (g_term, d_weight) = if f > 0.0 {
-                let g = -self.disc.forward_t(xr, true).mean(Kind::Float);
-                let last = self.model.last_layer();
-                let gn = Tensor::run_backward(&[&nll], &[last], true, false)[0].norm().double_value(&[]);
-                let gg = Tensor::run_backward(&[&g], &[last], true, false)[0].norm().double_value(&[]);
-                let w = (gn / (gg + 1e-4)).clamp(0.0, 1e4) * cfg.loss.disc_weight;
-                add_mean(log, "loss/g", finite(step, "g_loss", &g)?, k);
-                (g * (w * f), w)
-            } else {
-                (Tensor::zeros([], (Kind::Float, self.device)), 0.0)
-            };
-            let qloss = &out.quant.loss;
-            let loss = &nll + &g_term + qloss * cfg.loss.codebook_weight;
-            add_mean(log, "loss/total", finite(step, "generator loss", &loss)?, k);
-            add_mean(log, "loss/rec", finite(step, "nll", &nll)?, k);
-            add_mean(log, "loss/q", qloss.double_value(&[]), k);
+            let parts = self.loss.generator(x, &batch.captions, &out, self.model.last_layer(), f);
+            if let Some(g) = &parts.g {
+                add_mean(log, "loss/g", finite(step, "g_loss", g)?, k);
+            }
+            add_mean(log, "loss/total", finite(step, "generator loss", &parts.total)?, k);
+            add_mean(log, "loss/rec", finite(step, "nll", &parts.nll)?, k);
+            add_mean(log, "loss/q", out.quant.loss.double_value(&[]), k);
             add_mean(log, "loss/commit", out.quant.losses.commitment.double_value(&[]), k);
             add_mean(log, "loss/ortho", out.quant.losses.orthogonal.double_value(&[]), k);
-            if let Some(p) = p_loss {
+            if let Some(p) = &parts.perceptual {
                 add_mean(log, "loss/perceptual", p.double_value(&[]), k);
             }
-            add_mean(log, "d_weight", d_weight, k);
+            for (name, t) in &parts.extra {
+                add_mean(log, &format!("loss/{name}"), finite(step, name, t)?, k);
+            }
+            add_mean(log, "d_weight", parts.d_weight, k);
             add_mean(log, "perplexity", out.quant.perplexity, k);
-            (loss / k).backward();
-            if f > 0.0 && cfg.loss.disc_input == DiscInput::Reuse {
-                fakes.push(xr.detach());
+            (parts.total / k).backward();
+            if f > 0.0 && self.config.loss.disc_input == DiscInput::Reuse {
+                fakes.push(out.reconstruction.detach());
             }
         }
         Ok(fakes)
@@ -506,50 +263,28 @@ impl TokenizerTask {
                 DiscInput::Reuse => fakes[i].shallow_clone(),
                 DiscInput::Recompute => tch::no_grad(|| self.model.forward_t(x, false))?.reconstruction,
             };
-            let real = self.disc.forward_t(&x.detach(), true);
-            let fake = self.disc.forward_t(&fake, true);
-            let d_loss = self.disc_loss(&real, &fake) * f;
+            let d_loss = self.loss.discriminator(x, &fake) * f;
             add_mean(log, "loss/disc", finite(step, "discriminator loss", &d_loss)?, k);
             (d_loss / k).backward();
         }
         Ok(())
     }
 
-    /// Validation metrics over `val_batches` of the validation split and the translated set.
+    /// Validation metrics over `val_batches` of the validation split and the translated set
+    /// ([`tessera_eval::reconstruction`]).
     pub fn evaluate(&mut self) -> Result<Record> {
-        let mut rec = Record::new();
-        let mut stats = CodebookStats::new(self.config.quantizer.num_codes as usize, usize::MAX >> 1);
-        let (mut l1, mut psnr, mut ssim, mut n) = (0.0, 0.0, 0.0, 0usize);
         let val = self.val.clone().expect("validation loader");
         let limit = if self.config.eval.val_batches == 0 { usize::MAX } else { self.config.eval.val_batches };
-        for batch in val.epoch(0).take(limit) {
-            let x = batch?.images;
-            let (xr, idx) = self.reconstruct(&x)?;
-            let b = x.size()[0] as usize;
-            let (x01, r01) = ((&x + 1.0) / 2.0, ((&xr + 1.0) / 2.0).clamp(0.0, 1.0));
-            l1 += (&x - &xr).abs().mean(Kind::Float).double_value(&[]) * b as f64;
-            psnr += tessera_eval::image::psnr(&x01, &r01).clamp_max(100.0).sum(Kind::Float).double_value(&[]);
-            ssim += tessera_eval::image::ssim(&x01, &r01).sum(Kind::Float).double_value(&[]);
-            let counts: Vec<i64> =
-                Vec::try_from(idx.flatten(0, -1).bincount::<Tensor>(None, self.config.quantizer.num_codes))
-                    .unwrap();
-            stats.observe(&counts.iter().map(|&c| c as u64).collect::<Vec<_>>());
-            n += b;
-        }
-        let n = n.max(1) as f64;
-        rec.insert("rec_l1".into(), l1 / n);
-        rec.insert("psnr".into(), psnr / n);
-        rec.insert("ssim".into(), ssim / n);
-        rec.insert("usage".into(), stats.window_usage());
-        rec.insert("perplexity".into(), stats.window_perplexity());
-        rec.insert("dead_codes".into(), stats.dead_codes() as f64);
+        let images = val.epoch(0).map(|b| b.map(|b| b.images).map_err(TrainError::from));
+        let num_codes = self.config.quantizer.num_codes;
+        let mut rec = tessera_eval::reconstruction::reconstruction_metrics(images, limit, num_codes, |x| {
+            self.reconstruct(x)
+        })?;
         if let Some(tr) = self.translated.clone() {
-            let mut te = TransEq::default();
-            for batch in tr.epoch(0) {
-                let (_, idx) = self.reconstruct(&batch?.images)?;
-                te.add(&idx);
-            }
-            rec.insert("trans_eq_acc".into(), te.accuracy());
+            let images = tr.epoch(0).map(|b| b.map(|b| b.images).map_err(TrainError::from));
+            let acc =
+                tessera_eval::reconstruction::trans_eq_accuracy(images, |x| Ok(self.reconstruct(x)?.1))?;
+            rec.insert("trans_eq_acc".into(), acc);
         }
         Ok(rec)
     }
@@ -593,7 +328,7 @@ impl Task for TokenizerTask {
             cfg.optim.decay,
             cfg.optim.min_lr_ratio,
         );
-        let f = if step >= cfg.loss.disc_start { cfg.loss.disc_factor } else { 0.0 };
+        let f = cfg.loss.disc_factor_at(step);
         let clip = cfg.optim.clip_grad_norm;
         self.opt_ae.lr = lr;
         self.opt_d.lr = lr;
@@ -703,93 +438,6 @@ pub fn load_run(dir: &Path, device: Device, root: &Path) -> Result<TokenizerTask
     let mut task = TokenizerTask::new(config, device, root)?;
     task.load_state(&ck.tensors, &ckpt)?;
     Ok(task)
-}
-
-/// What [`import_taming`] did.
-#[derive(Debug, Default)]
-pub struct ImportReport {
-    pub loaded: usize,
-    /// Tessera-only variables kept at their initial values (codebook statistics).
-    pub kept: Vec<String>,
-    /// Checkpoint tensors with no Tessera counterpart (LPIPS, blur filters, …).
-    pub ignored: Vec<String>,
-}
-
-/// Read a checkpoint's model tensors without executing pickled code
-/// ([`tessera_core::torch_file`]): a `torch.save` state_dict (`.pth`, `.pt`, `.bin`), a
-/// PyTorch-Lightning `.ckpt` (its `state_dict`; optimizer states are not read), or safetensors.
-/// Returns the tensors and the Lightning `global_step` when there is one.
-pub fn read_checkpoint_tensors(path: &Path) -> Result<(HashMap<String, Tensor>, Option<i64>)> {
-    let bad = |e: tessera_core::torch_file::TorchFileError| TrainError::BadCheckpoint {
-        path: path.into(),
-        reason: e.to_string(),
-    };
-    let file = tessera_core::torch_file::TorchFile::open(path).map_err(bad)?;
-    let tensors = file.state_dict().map_err(bad)?;
-    // A state_dict saved from inside a Lightning module may still carry the `state_dict.` prefix.
-    let tensors = tensors
-        .into_iter()
-        .map(|(k, v)| (k.strip_prefix("state_dict.").map(String::from).unwrap_or(k), v))
-        .collect();
-    Ok((tensors, file.int("global_step")))
-}
-
-/// Turn a taming / TE-VQGAN checkpoint into a Tessera run at step 0: every model parameter is
-/// looked up by its taming state_dict key (`encoder.…`, `decoder.…`, `quant_conv.…`,
-/// `quantize.embedding.weight`, `loss.discriminator.…`).
-pub fn import_taming(
-    config: TokenizerRunConfig,
-    tensors: &HashMap<String, Tensor>,
-    device: Device,
-    root: &Path,
-    dir: &Path,
-) -> Result<ImportReport> {
-    let toml = tessera_core::config::to_toml(&config);
-    let task = TokenizerTask::new(config, device, root)?;
-    let mut report = ImportReport::default();
-    let mut used = std::collections::HashSet::new();
-    let tessera_only =
-        |n: &str| n.ends_with("cluster_size") || n.ends_with("embed_avg") || n.ends_with("initialized");
-    for (vs, optional) in [(&task.vs, false), (&task.disc_vs, true)] {
-        tch::no_grad(|| -> Result<()> {
-            for (name, mut var) in vs.variables() {
-                match tensors.get(&name) {
-                    Some(src) if src.size() == var.size() => {
-                        var.copy_(src);
-                        used.insert(name.clone());
-                        report.loaded += 1;
-                    }
-                    Some(src) => {
-                        return Err(TrainError::Invalid(format!(
-                            "`{name}` is {:?} in the checkpoint but {:?} in this config: check [model] and [quantizer]",
-                            src.size(),
-                            var.size()
-                        )))
-                    }
-                    None if optional || tessera_only(&name) => report.kept.push(name),
-                    None => {
-                        return Err(TrainError::Invalid(format!(
-                            "the checkpoint has no `{name}`: is the config the one it was trained with \
-                             (use_replicationpad changes encoder keys to `….1.weight`)?"
-                        )))
-                    }
-                }
-            }
-            Ok(())
-        })?;
-    }
-    report.ignored = tensors.keys().filter(|k| !used.contains(*k)).cloned().collect();
-    report.ignored.sort();
-    let meta = crate::runner::Meta {
-        format: crate::runner::FORMAT.into(),
-        kind: "vqgan".into(),
-        step: 0,
-        config: toml.clone(),
-    };
-    checkpoint::save(&dir.join("checkpoints/last.safetensors"), &task.state(), &meta)?;
-    tessera_core::fsutil::write_atomic(&dir.join("config.toml"), toml.as_bytes())
-        .map_err(|e| TrainError::io(dir, e))?;
-    Ok(report)
 }
 
 #[cfg(test)]

@@ -88,7 +88,7 @@ image_every = 2
     };
     let out = d.path().join("study");
     let res = study::run(&cfg, "toy", 1, &out, Device::Cpu, &data_root(), None).unwrap();
-    tessera_train::report::write(&res, &out).unwrap();
+    tessera_train::study::report::write(&res, &out).unwrap();
     assert_eq!(res.runs.len(), 2);
     // Wall time spans the stages; the arms ran one after the other here, so it covers their sum.
     let wall = res.wall_seconds.unwrap();
@@ -103,7 +103,7 @@ image_every = 2
     assert!(html.contains("Trans_eq_acc") && html.contains("<img src=\"seed0/vqgan/tokenizer/samples/"));
     assert!(html.contains("seed0/te-vqgan/generator/eval/t2i_validation.png"));
     assert!(out.join("seed0/te-vqgan/generator/eval/t2i_validation.png").is_file());
-    assert!(out.join("plots/trans_eq_acc.png").is_file() && out.join("results.json").is_file());
+    assert!(out.join("plots/trans_eq_acc.svg").is_file() && out.join("results.json").is_file());
     // Same seed, same initial weights: the arms differ only through λ_o.
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("| Trans_eq_acc (↑) |"));

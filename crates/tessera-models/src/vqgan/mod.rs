@@ -6,6 +6,7 @@
 //! Images are (B, 3, H, W) in [-1, 1]; the decoder output is not clamped (as taming).
 
 mod coder;
+pub mod loss;
 
 pub use coder::{Decoder, Encoder};
 

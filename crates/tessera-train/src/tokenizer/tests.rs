@@ -1,5 +1,7 @@
-//! Tests of the tokenizer task: discriminator inputs, its Adam before `disc_start`, pixel losses.
+//! Tests of the tokenizer task: discriminator inputs, its Adam before `disc_start`, pixel losses,
+//! extra loss terms.
 use super::*;
+use tch::Kind;
 use tessera_data::{FakeData, LoaderConfig};
 
 fn config(disc_input: DiscInput) -> TokenizerRunConfig {
@@ -53,11 +55,7 @@ fn discriminator_sees_the_updated_generator_unless_told_to_reuse() {
     let x1 = tch::no_grad(|| reuse.model.forward_t(&b.images, false)).unwrap().reconstruction;
     let fresh = TokenizerTask::new(config(DiscInput::Reuse), Device::Cpu, root).unwrap();
     let hand = |fake: &Tensor| -> f64 {
-        tch::no_grad(|| {
-            let real = fresh.disc.forward_t(&b.images, true);
-            let fake = fresh.disc.forward_t(fake, true);
-            fresh.disc_loss(&real, &fake).double_value(&[])
-        })
+        tch::no_grad(|| fresh.loss.discriminator(&b.images, fake).double_value(&[]))
     };
     for ((n, a), (_, c)) in checkpoint::vars(&fresh.disc_vs, "").iter().zip(&d0) {
         assert!(a.equal(c), "{n}: the fresh discriminator starts where the others did");
@@ -134,4 +132,45 @@ fn pixel_loss_is_l1_or_squared_error() {
         let log = task.train_step(std::slice::from_ref(&b), 0).unwrap();
         assert!((log["loss/rec"] - want).abs() < 1e-6 * want, "{pixel:?}: {} vs {want}", log["loss/rec"]);
     }
+}
+
+/// A test term: `weight · mean|x̂|`, with a graph to the decoder.
+struct MeanAbsReconstruction(f64);
+
+impl ExtraLoss for MeanAbsReconstruction {
+    fn name(&self) -> &str {
+        "mean_abs"
+    }
+    fn loss(&self, inputs: &tessera_models::vqgan::loss::LossInputs) -> Tensor {
+        assert_eq!(inputs.captions.len() as i64, inputs.images.size()[0], "one caption slot per image");
+        inputs.output.reconstruction.abs().mean(Kind::Float) * self.0
+    }
+}
+
+/// An extra term joins `L_G`: it is logged under its name, added to the total, and its gradient
+/// reaches the model; without it the step is unchanged.
+#[test]
+fn extra_loss_terms_join_the_generator_loss() {
+    let _serial = crate::TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let root = Path::new("unused");
+    let b = batch();
+    let mut c = config(DiscInput::Recompute);
+    c.loss.disc_start = 1_000;
+    let mut plain = TokenizerTask::new(c.clone(), Device::Cpu, root).unwrap();
+    let mut extra = TokenizerTask::new(c, Device::Cpu, root).unwrap();
+    extra.add_loss_term(Box::new(MeanAbsReconstruction(0.5)));
+    tch::manual_seed(0);
+    let log_plain = plain.train_step(std::slice::from_ref(&b), 0).unwrap();
+    tch::manual_seed(0);
+    let log_extra = extra.train_step(std::slice::from_ref(&b), 0).unwrap();
+    assert!(!log_plain.contains_key("loss/mean_abs"));
+    let term = log_extra["loss/mean_abs"];
+    assert!(term > 0.0);
+    assert!((log_extra["loss/total"] - log_plain["loss/total"] - term).abs() < 1e-5, "{log_extra:?}");
+    assert_eq!(log_extra["loss/rec"], log_plain["loss/rec"], "the forward pass is the same");
+    let moved_apart = checkpoint::vars(&plain.vs, "")
+        .iter()
+        .zip(checkpoint::vars(&extra.vs, ""))
+        .any(|((_, a), (_, b))| !a.equal(&b));
+    assert!(moved_apart, "the term's gradient changed the update");
 }

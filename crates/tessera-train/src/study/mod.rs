@@ -14,6 +14,8 @@
 //! ```
 //! An interrupted stage continues from its last checkpoint (`--resume` semantics of the loop).
 
+pub mod report;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -240,8 +242,72 @@ pub fn prepare(cfg: &StudyConfig, out: &Path, device: Device, root: &Path) -> Re
     })
 }
 
+/// Train and evaluate one arm at seed index `s` (tokenizer, then generator), each stage skipped
+/// when already finished.
+fn run_arm(
+    cfg: &StudyConfig,
+    (tok_base, gen_base): &(TokenizerRunConfig, GeneratorRunConfig),
+    s: usize,
+    arm: &Arm,
+    out: &Path,
+    device: Device,
+    root: &Path,
+) -> Result<RunResult> {
+    let seed = cfg.seed + s as u64;
+    let clf_dir = out.join("classifier");
+    let label = format!("seed {s} {}", arm.name);
+    let (tok_dir, gen_dir) = run_dirs(out, s, &arm.name);
+    let mut tcfg = tok_base.clone();
+    tcfg.quantizer.ortho.weight = arm.ortho_weight;
+    tcfg.train.seed = seed;
+    tcfg.data.loader.seed = seed;
+    tcfg.eval.val_batches = cfg.tokenizer_val_batches;
+    let mut seconds = BTreeMap::new();
+    let t = stage(&tok_dir, &format!("{label}: tokenizer"), || {
+        let resume = tok_dir.join("checkpoints/last.safetensors").exists();
+        let (mut task, _) = tokenizer::train(tcfg.clone(), device, root, &tok_dir, resume)?;
+        let rec = task.evaluate()?;
+        write_json(&tok_dir.join("eval.json"), &rec)
+    })?;
+    seconds.insert("tokenizer".into(), t);
+    let mut gcfg = gen_base.clone();
+    gcfg.tokenizer = tok_dir.clone();
+    gcfg.eval.classifier = Some(clf_dir.clone());
+    gcfg.train.seed = seed;
+    gcfg.data.loader.seed = seed;
+    let t = stage(&gen_dir, &format!("{label}: generator"), || {
+        let resume = gen_dir.join("checkpoints/last.safetensors").exists();
+        let (mut task, _) = generator::train(gcfg.clone(), device, root, &gen_dir, resume)?;
+        let clf = Classifier::load(&clf_dir, device)?;
+        let mut scores = BTreeMap::new();
+        for split in &cfg.splits {
+            let eval_dir = gen_dir.join("eval");
+            let sc = crate::gen_eval::evaluate_split(
+                &mut task,
+                &clf,
+                *split,
+                cfg.eval_images,
+                root,
+                Some(&eval_dir),
+            )?;
+            scores.insert(split.name().to_string(), sc);
+        }
+        write_json(&gen_dir.join("eval_generator.json"), &scores)
+    })?;
+    seconds.insert("generator".into(), t);
+    Ok(RunResult {
+        seed,
+        arm: arm.name.clone(),
+        tokenizer: read_json(&tok_dir.join("eval.json"))?,
+        generator: read_json(&gen_dir.join("eval_generator.json"))?,
+        seconds,
+        tokenizer_config: std::fs::read_to_string(tok_dir.join("config.toml")).unwrap_or_default(),
+        generator_config: std::fs::read_to_string(gen_dir.join("config.toml")).unwrap_or_default(),
+    })
+}
+
 /// Run (or resume) the whole study — or only the arm `only_arm` — and write `results.json`
-/// (whole study only); the report is written by [`crate::report::write`].
+/// (whole study only); the report is written by [`report::write`].
 pub fn run(
     cfg: &StudyConfig,
     scale: &str,
@@ -271,58 +337,11 @@ pub fn run(
     let gen_base: GeneratorRunConfig = load_toml(&cfg.generator)?;
     let classifier_seconds = prepare(cfg, out, device, root)?;
     let clf_dir = out.join("classifier");
+    let bases = (tok_base, gen_base);
     let mut runs = Vec::new();
     for s in 0..seeds {
-        let seed = cfg.seed + s as u64;
         for arm in cfg.arms.iter().filter(|a| only_arm.is_none_or(|o| o == a.name)) {
-            let label = format!("seed {s} {}", arm.name);
-            let (tok_dir, gen_dir) = run_dirs(out, s, &arm.name);
-            let mut tcfg = tok_base.clone();
-            tcfg.quantizer.ortho.weight = arm.ortho_weight;
-            tcfg.train.seed = seed;
-            tcfg.data.loader.seed = seed;
-            tcfg.eval.val_batches = cfg.tokenizer_val_batches;
-            let mut seconds = BTreeMap::new();
-            let t = stage(&tok_dir, &format!("{label}: tokenizer"), || {
-                let resume = tok_dir.join("checkpoints/last.safetensors").exists();
-                let (mut task, _) = tokenizer::train(tcfg.clone(), device, root, &tok_dir, resume)?;
-                let rec = task.evaluate()?;
-                write_json(&tok_dir.join("eval.json"), &rec)
-            })?;
-            seconds.insert("tokenizer".into(), t);
-            let mut gcfg = gen_base.clone();
-            gcfg.tokenizer = tok_dir.clone();
-            gcfg.eval.classifier = Some(clf_dir.clone());
-            gcfg.train.seed = seed;
-            gcfg.data.loader.seed = seed;
-            let t = stage(&gen_dir, &format!("{label}: generator"), || {
-                let resume = gen_dir.join("checkpoints/last.safetensors").exists();
-                let (mut task, _) = generator::train(gcfg.clone(), device, root, &gen_dir, resume)?;
-                let clf = Classifier::load(&clf_dir, device)?;
-                let mut scores = BTreeMap::new();
-                for split in &cfg.splits {
-                    let sc = crate::gen_eval::evaluate_split(
-                        &mut task,
-                        &clf,
-                        *split,
-                        cfg.eval_images,
-                        root,
-                        Some(&gen_dir.join("eval")),
-                    )?;
-                    scores.insert(split.name().to_string(), sc);
-                }
-                write_json(&gen_dir.join("eval_generator.json"), &scores)
-            })?;
-            seconds.insert("generator".into(), t);
-            runs.push(RunResult {
-                seed,
-                arm: arm.name.clone(),
-                tokenizer: read_json(&tok_dir.join("eval.json"))?,
-                generator: read_json(&gen_dir.join("eval_generator.json"))?,
-                seconds,
-                tokenizer_config: std::fs::read_to_string(tok_dir.join("config.toml")).unwrap_or_default(),
-                generator_config: std::fs::read_to_string(gen_dir.join("config.toml")).unwrap_or_default(),
-            });
+            runs.push(run_arm(cfg, &bases, s, arm, out, device, root)?);
         }
     }
     let total_seconds = classifier_seconds + runs.iter().flat_map(|r| r.seconds.values()).sum::<f64>();

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use tch::{Kind, Tensor};
-use tessera_core::torch_file::TorchFile;
+use tessera_torchfile::TorchFile;
 use zip::write::{FileOptions, ZipWriter};
 
 /// A zip of stored (uncompressed) entries.

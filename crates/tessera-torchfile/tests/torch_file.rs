@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use tch::{Kind, Tensor};
-use tessera_core::torch_file::{TorchFile, Value};
+use tessera_torchfile::{TorchFile, Value};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)

@@ -181,14 +181,7 @@ impl TorchFile {
                 ))
             })?;
             budget = budget.checked_sub((numel as u64).saturating_mul(elt)).ok_or_else(too_big)?;
-            let t = if numel == 0 {
-                Tensor::f_zeros(r.size.as_slice(), (kind, Device::Cpu))
-            } else {
-                storage
-                    .f_as_strided(r.size.as_slice(), r.stride.as_slice(), r.offset)
-                    .and_then(|v| v.f_contiguous())
-            };
-            let t = t.map_err(|e| bad(format!("`{name}`: {e}")))?;
+            let t = materialise(storage, r, numel == 0, kind).map_err(|e| bad(format!("`{name}`: {e}")))?;
             out.push((name, t));
         }
         Ok(out)
@@ -215,6 +208,15 @@ impl TorchFile {
             Some(Value::Int(i)) => Some(*i),
             _ => None,
         }
+    }
+}
+
+/// A contiguous copy of the view `r` of `storage` (zeros of its shape when it is empty).
+fn materialise(storage: &Tensor, r: &TensorRef, empty: bool, kind: Kind) -> Result<Tensor, tch::TchError> {
+    if empty {
+        Tensor::f_zeros(r.size.as_slice(), (kind, Device::Cpu))
+    } else {
+        storage.f_as_strided(r.size.as_slice(), r.stride.as_slice(), r.offset).and_then(|v| v.f_contiguous())
     }
 }
 

@@ -1,0 +1,133 @@
+//! A tokenizer run's configuration: `[data]`, `[model]`, `[quantizer]`, `[disc]`, `[loss]`,
+//! `[optim]`, `[train]`, `[eval]`. Defaults are TE-VQGAN's `configs/custom_vqgan.yaml` for
+//! MNIST64x64 (wcshin-git/TE-VQGAN@248f883; spec §2.5) with λ_o = 0.
+
+use serde::{Deserialize, Serialize};
+use tessera_data::DataConfig;
+use tessera_models::disc::DiscConfig;
+pub use tessera_models::vqgan::loss::{DiscInput, DiscLoss, LossConfig, PixelLoss};
+use tessera_models::vqgan::VqganConfig;
+use tessera_nn::optim::AdamConfig;
+use tessera_quant::{OrthoConfig, VqConfig};
+
+use crate::error::{Result, TrainError};
+use crate::runner::LoopConfig;
+use crate::schedule::Decay;
+
+/// `[optim]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimConfig {
+    /// TE-VQGAN: 8e-6 (spec §2.5).
+    pub base_learning_rate: f64,
+    /// taming: lr = batch × base_lr (× devices × accumulation, both 1 here).
+    pub scale_lr: bool,
+    pub warmup_steps: i64,
+    pub decay: Decay,
+    pub min_lr_ratio: f64,
+    pub clip_grad_norm: Option<f64>,
+    /// Exponential moving average of the autoencoder's weights, used for validation.
+    pub weight_ema: Option<f64>,
+    pub adam: AdamConfig,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self {
+            base_learning_rate: 8e-6,
+            scale_lr: true,
+            warmup_steps: 0,
+            decay: Decay::Constant,
+            min_lr_ratio: 0.0,
+            clip_grad_norm: None,
+            weight_ema: None,
+            adam: AdamConfig::default(),
+        }
+    }
+}
+
+/// `[eval]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Validation batches per validation (0 = the whole split).
+    pub val_batches: usize,
+    pub batch_size: usize,
+    /// Measure Trans_eq_acc on the MNIST64x64 translated set.
+    pub trans_eq: bool,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self { val_batches: 20, batch_size: 100, trans_eq: true }
+    }
+}
+
+/// A whole tokenizer run. Defaults: TE-VQGAN's `mnist64x64_vqgan.yaml` (spec §2.5) with λ_o = 0.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenizerRunConfig {
+    pub data: DataConfig,
+    pub model: VqganConfig,
+    pub quantizer: VqConfig,
+    pub disc: DiscConfig,
+    pub loss: LossConfig,
+    pub optim: OptimConfig,
+    pub train: LoopConfig,
+    pub eval: EvalConfig,
+}
+
+impl Default for TokenizerRunConfig {
+    fn default() -> Self {
+        let mut data = DataConfig::default();
+        data.loader.batch_size = 96;
+        Self {
+            data,
+            model: VqganConfig::default(),
+            quantizer: VqConfig {
+                num_codes: 128,
+                dim: 256,
+                ortho: OrthoConfig::default(),
+                ..VqConfig::default()
+            },
+            disc: DiscConfig::default(),
+            loss: LossConfig::default(),
+            optim: OptimConfig::default(),
+            train: LoopConfig::default(),
+            eval: EvalConfig::default(),
+        }
+    }
+}
+
+impl TokenizerRunConfig {
+    pub fn learning_rate(&self) -> f64 {
+        if self.optim.scale_lr {
+            (self.train.accumulate * self.data.loader.batch_size) as f64 * self.optim.base_learning_rate
+        } else {
+            self.optim.base_learning_rate
+        }
+    }
+
+    /// Checks that do not need data.
+    pub fn validate(&self) -> Result<()> {
+        if self.quantizer.dim <= 0 || self.model.ch < 8 || self.model.ch % 8 != 0 {
+            return Err(TrainError::Invalid(format!(
+                "model.ch must be a positive multiple of 8 (taming's GroupNorm(32) needs 32; narrower nets use fewer groups), got {}",
+                self.model.ch
+            )));
+        }
+        if self.model.resolution % self.model.factor() != 0 {
+            return Err(TrainError::Invalid(
+                "model.resolution must be divisible by 2^(len(ch_mult)-1)".into(),
+            ));
+        }
+        if self.loss.perceptual_weight > 0.0 && self.loss.perceptual_weights.is_none() {
+            return Err(TrainError::Invalid(
+                "loss.perceptual_weight > 0 needs loss.perceptual_weights: train the in-domain network with \
+                 `tessera train perceptual --out RUN` (or supply VGG16 weights), or set loss.perceptual_weight = 0"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
