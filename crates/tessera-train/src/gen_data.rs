@@ -11,7 +11,7 @@ use tessera_data::{DataLoader, Dataset, LoaderConfig, Subset, TextTokenizer};
 use tessera_models::tokenizer::ImageTokenizer;
 
 use crate::error::{Result, TrainError};
-use crate::generator::GeneratorRunConfig;
+use crate::generator::config::GeneratorRunConfig;
 
 /// Encode the first `n` images of `ds` with the tokenizer; also return their first captions.
 pub fn encode_dataset(

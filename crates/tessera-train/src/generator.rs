@@ -14,20 +14,23 @@
 //!   the full evaluation is [`crate::gen_eval`].
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
 use tessera_data::mnist64::Split;
 use tessera_data::tensor::{images_to_tensor, tensor_to_images};
-use tessera_data::{Batch, DataConfig, DataLoader, Dataset, Subset, TextTokenizer};
+use tessera_data::{Batch, DataLoader, Dataset, Subset, TextTokenizer};
 use tessera_eval::captions::CaptionScores;
 use tessera_eval::generation::{score_i2t, score_t2i};
 use tessera_models::biart::sample::SampleConfig;
-use tessera_models::biart::{Biart, BiartConfig, Direction};
-use tessera_nn::optim::{Adam, AdamConfig};
+use tessera_models::biart::{Biart, Direction};
+use tessera_nn::optim::Adam;
+
+pub mod config;
+
+pub use config::*;
 
 use crate::checkpoint;
 use crate::classifier::Classifier;
@@ -35,153 +38,9 @@ use crate::error::{Result, TrainError};
 use crate::frozen::{load_tokenizer, FrozenTokenizer};
 use crate::gen_data::{cached_train_codes, caption_tokenizer, encode_dataset};
 use crate::metrics::Record;
-use crate::runner::{LoopConfig, Task};
-use crate::schedule::{lr_at_cycles, Decay};
+use crate::runner::Task;
+use crate::schedule::lr_at_cycles;
 use tessera_models::tokenizer::ImageTokenizer;
-
-/// How the two directions share a batch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DirectionSteps {
-    /// One optimiser step on `(L_t2i + L_i2t)/2`.
-    Joint,
-    /// Bi-DALL-E's `alternate`: an i2t step, then a t2i step.
-    Separate,
-}
-
-/// `[optim]` of a generator run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GenOptimConfig {
-    pub learning_rate: f64,
-    pub adam: AdamConfig,
-    pub warmup_steps: i64,
-    pub decay: Decay,
-    /// Cycles of `decay = "cosine-hard-restarts"` (Bi-DALL-E: 6).
-    pub restart_cycles: u32,
-    pub min_lr_ratio: f64,
-    /// 0 = no clipping.
-    pub clip_grad_norm: f64,
-}
-
-impl Default for GenOptimConfig {
-    /// Bi-DALL-E's lr 1e-3 and clip 1.0 (spec §3.4); minGPT's AdamW (0.9, 0.95), decay 0.01.
-    fn default() -> Self {
-        Self {
-            learning_rate: 1e-3,
-            adam: AdamConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.01, decoupled: true },
-            warmup_steps: 200,
-            decay: Decay::Cosine,
-            restart_cycles: 1,
-            min_lr_ratio: 0.1,
-            clip_grad_norm: 1.0,
-        }
-    }
-}
-
-/// `[text]`: the caption tokenizer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TextConfig {
-    /// Use this `tokenizer.json` instead of training one.
-    pub tokenizer: Option<PathBuf>,
-    /// BPE vocabulary target (MNIST64x64's 17 words end near 78, as Bi-DALL-E).
-    pub vocab_size: usize,
-    /// Training images whose captions train the BPE.
-    pub corpus_images: usize,
-}
-
-impl Default for TextConfig {
-    fn default() -> Self {
-        Self { tokenizer: None, vocab_size: 128, corpus_images: 5000 }
-    }
-}
-
-/// `[codes]`: which training images the generator sees.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CodesConfig {
-    /// The first N training images (0 = all).
-    pub train_images: usize,
-    pub batch_size: usize,
-}
-
-impl Default for CodesConfig {
-    fn default() -> Self {
-        Self { train_images: 0, batch_size: 64 }
-    }
-}
-
-/// `[eval]` of a generator run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GenEvalConfig {
-    /// Validation images for the validation losses.
-    pub loss_images: usize,
-    /// Validation images captioned during training-time validation (I2T accuracy).
-    pub i2t_images: usize,
-    /// Validation captions drawn during training-time validation (T2I accuracy; needs
-    /// `classifier`).
-    pub t2i_images: usize,
-    /// Directory of an evaluation classifier (`classifier.safetensors`) that reads generated
-    /// images during validation. The study sets it to its shared classifier.
-    pub classifier: Option<PathBuf>,
-    /// Images per split for `eval generator`.
-    pub images: usize,
-    pub splits: Vec<Split>,
-    pub batch_size: usize,
-    /// Seed of evaluation sampling.
-    pub seed: u64,
-}
-
-impl Default for GenEvalConfig {
-    fn default() -> Self {
-        Self {
-            loss_images: 256,
-            i2t_images: 64,
-            t2i_images: 64,
-            classifier: None,
-            images: 500,
-            splits: vec![Split::Validation, Split::TestUnseen],
-            batch_size: 50,
-            seed: 42,
-        }
-    }
-}
-
-/// A generator run's whole configuration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GeneratorRunConfig {
-    /// The tokenizer run whose codes the generator models.
-    pub tokenizer: PathBuf,
-    pub data: DataConfig,
-    pub model: BiartConfig,
-    pub optim: GenOptimConfig,
-    pub directions: DirectionSteps,
-    pub text: TextConfig,
-    pub codes: CodesConfig,
-    pub sample: SampleConfig,
-    pub eval: GenEvalConfig,
-    pub train: LoopConfig,
-}
-
-impl Default for GeneratorRunConfig {
-    fn default() -> Self {
-        Self {
-            tokenizer: PathBuf::from("runs/quick-te"),
-            data: DataConfig::default(),
-            model: BiartConfig::default(),
-            optim: GenOptimConfig::default(),
-            directions: DirectionSteps::Joint,
-            text: TextConfig::default(),
-            codes: CodesConfig::default(),
-            sample: SampleConfig::default(),
-            eval: GenEvalConfig::default(),
-            train: LoopConfig { max_steps: 20_000, ..LoopConfig::default() },
-        }
-    }
-}
 
 /// A BiART run: the model, its optimiser, the frozen tokenizer and the cached codes.
 pub struct GeneratorTask {
