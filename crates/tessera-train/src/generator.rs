@@ -103,6 +103,12 @@ impl GeneratorTask {
             }
         }
         config.sample.check().map_err(TrainError::Invalid)?;
+        let lr = config.optim.learning_rate;
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(TrainError::Invalid(format!(
+                "[optim] learning_rate = {lr}: it must be a finite number above 0 (Bi-DALL-E: 1e-3)"
+            )));
+        }
         tch::manual_seed(config.train.seed as i64);
         let vs = VarStore::new(device);
         let model = Biart::new(&vs.root(), config.model.clone()).map_err(TrainError::Invalid)?;

@@ -26,6 +26,7 @@ pub mod generator;
 pub mod metrics;
 pub mod perceptual;
 pub mod plot;
+pub mod run_dir;
 pub mod runner;
 pub mod schedule;
 pub mod study;

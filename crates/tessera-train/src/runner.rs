@@ -6,7 +6,7 @@
 //! state, and `--resume` continues with exactly the losses of an uninterrupted run.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -17,6 +17,8 @@ use tessera_data::{Batch, DataLoader};
 use crate::checkpoint;
 use crate::error::{Result, TrainError};
 use crate::metrics::{MetricsLog, Record};
+use crate::run_dir::Health;
+pub use crate::run_dir::RunDir;
 
 /// Loop settings (`[train]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -83,21 +85,6 @@ pub struct Meta {
 
 pub const FORMAT: &str = "tessera-checkpoint-1";
 
-/// Where a run keeps things.
-pub struct RunDir(pub PathBuf);
-
-impl RunDir {
-    pub fn checkpoint(&self) -> PathBuf {
-        self.0.join("checkpoints/last.safetensors")
-    }
-    pub fn samples(&self) -> PathBuf {
-        self.0.join("samples")
-    }
-    pub fn plots(&self) -> PathBuf {
-        self.0.join("plots")
-    }
-}
-
 /// What a finished run reports.
 #[derive(Debug, Default)]
 pub struct Summary {
@@ -112,6 +99,11 @@ fn seed_step(seed: u64, step: i64) {
 }
 
 /// Train `task` on `loader` until `cfg.max_steps`, writing into `dir`.
+///
+/// Checkpoints are trusted as follows: a checkpoint is written only after a finite step, and it
+/// becomes `checkpoints/last-good.safetensors` when its interval was healthy ([`Health`]). When
+/// `nan_patience` non-finite steps in a row stop the run, nothing is saved and `last.safetensors`
+/// is rolled back to the last good checkpoint, so `--resume` continues from it.
 pub fn run<T: Task>(
     task: &mut T,
     loader: &DataLoader,
@@ -120,18 +112,18 @@ pub fn run<T: Task>(
     config_toml: &str,
     resume: bool,
 ) -> Result<Summary> {
+    check_loop(cfg)?;
     let run = RunDir(dir.to_path_buf());
     std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+    let _lock = run.lock()?;
+    run.clean_temporaries()?;
     let ckpt_path = run.checkpoint();
     let mut step = resume_step(task, dir, &ckpt_path, resume)?;
     tessera_core::fsutil::write_atomic(&dir.join("config.toml"), config_toml.as_bytes())
         .map_err(|e| TrainError::io(dir, e))?;
     let mut log = MetricsLog::open(dir, step)?;
     let bpe = batches_per_epoch(loader, cfg)?;
-    let save = |task: &T, step: i64| -> Result<()> {
-        let meta = Meta { format: FORMAT.into(), kind: task.kind().into(), step, config: config_toml.into() };
-        checkpoint::save(&ckpt_path, &task.state(), &meta)
-    };
+    let mut health = Health::default();
     let pb = progress_bar(cfg.max_steps, step);
     let start = Instant::now();
     let mut summary = Summary::default();
@@ -150,13 +142,9 @@ pub fn run<T: Task>(
         match task.train_step(&group, step) {
             Ok(mut rec) => {
                 streak = 0;
+                health.finite_step(&rec);
                 if step % cfg.log_every == 0 {
-                    let dt = window.0.elapsed().as_secs_f64();
-                    if step > window.1 && dt > 0.0 {
-                        rec.insert("it_per_s".into(), (step - window.1) as f64 / dt);
-                    }
-                    window = (Instant::now(), step);
-                    rec.insert("epoch".into(), epoch as f64);
+                    annotate(&mut rec, &mut window, step, epoch);
                     pb.set_message(headline(&rec));
                     log.write(step, "train", rec)?;
                 }
@@ -164,11 +152,11 @@ pub fn run<T: Task>(
             Err(TrainError::NonFinite { step: s, what }) => {
                 streak += 1;
                 summary.skipped_non_finite += 1;
+                health.non_finite_step();
                 tracing::warn!("step {s} skipped: non-finite {what}");
                 if streak >= cfg.nan_patience {
                     pb.abandon();
-                    save(task, step)?;
-                    return Err(TrainError::TooManyNonFinite { count: streak, step: s, what });
+                    return Err(stop_non_finite(&run, streak, s, what));
                 }
             }
             Err(e) => return Err(e),
@@ -181,14 +169,74 @@ pub fn run<T: Task>(
         if cfg.validate_every > 0 && (step % cfg.validate_every == 0 || step == cfg.max_steps) {
             summary.last_validation = Some(validate(task, &run, &mut log, &pb, step)?);
         }
-        if step % cfg.checkpoint_every == 0 || step == cfg.max_steps {
-            save(task, step)?;
+        // Never save weights right after a skipped (non-finite) step.
+        if streak == 0 && (step % cfg.checkpoint_every == 0 || step == cfg.max_steps) {
+            save_checkpoint(task, &ckpt_path, step, config_toml)?;
+            if health.close_interval(summary.last_validation.as_ref()) {
+                run.promote_last_good()?;
+            }
         }
     }
     pb.finish_and_clear();
     summary.steps = step;
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Write the task's state and the run's metadata to `path` (atomically).
+fn save_checkpoint<T: Task>(task: &T, path: &Path, step: i64, config_toml: &str) -> Result<()> {
+    let meta = Meta { format: FORMAT.into(), kind: task.kind().into(), step, config: config_toml.into() };
+    checkpoint::save(path, &task.state(), &meta)
+}
+
+/// Add `it_per_s` (since the last logged step) and `epoch` to a logged record.
+fn annotate(rec: &mut Record, window: &mut (Instant, i64), step: i64, epoch: u64) {
+    let dt = window.0.elapsed().as_secs_f64();
+    if step > window.1 && dt > 0.0 {
+        rec.insert("it_per_s".into(), (step - window.1) as f64 / dt);
+    }
+    *window = (Instant::now(), step);
+    rec.insert("epoch".into(), epoch as f64);
+}
+
+/// The run stops after `count` non-finite steps: nothing is saved, and `last.safetensors` goes
+/// back to the last good checkpoint so that `--resume` continues from it.
+fn stop_non_finite(run: &RunDir, count: usize, step: i64, what: String) -> TrainError {
+    match run.roll_back() {
+        Ok(true) => tracing::warn!(
+            "rolled {} back to the last good checkpoint {}",
+            run.checkpoint().display(),
+            run.last_good().display()
+        ),
+        Ok(false) => {}
+        Err(e) => return e,
+    }
+    TrainError::TooManyNonFinite { count, step, what }
+}
+
+/// Refuse loop settings that have no meaning (they used to divide by zero or train nothing).
+fn check_loop(cfg: &LoopConfig) -> Result<()> {
+    let bad = |key: &str, v: String, want: &str| {
+        Err(TrainError::Invalid(format!("[train] {key} = {v}: it must be {want}")))
+    };
+    for (key, v) in [
+        ("max_steps", cfg.max_steps),
+        ("checkpoint_every", cfg.checkpoint_every),
+        ("log_every", cfg.log_every),
+    ] {
+        if v < 1 {
+            return bad(key, v.to_string(), "at least 1");
+        }
+    }
+    for (key, v) in [("image_every", cfg.image_every), ("validate_every", cfg.validate_every)] {
+        if v < 0 {
+            return bad(key, v.to_string(), "0 (never) or more");
+        }
+    }
+    if cfg.nan_patience == 0 {
+        return bad("nan_patience", "0".into(), "at least 1");
+    }
+    Ok(())
 }
 
 /// Batches in one epoch of `loader`; refuses a loop that could not take one step.
@@ -207,6 +255,13 @@ fn batches_per_epoch(loader: &DataLoader, cfg: &LoopConfig) -> Result<i64> {
 /// over a checkpoint without `resume`, and a checkpoint of another kind.
 fn resume_step<T: Task>(task: &mut T, dir: &Path, ckpt_path: &Path, resume: bool) -> Result<i64> {
     if !ckpt_path.exists() {
+        if resume {
+            return Err(TrainError::Invalid(format!(
+                "--resume: {} has no checkpoint ({}) to resume; leave out --resume to start a new run there",
+                dir.display(),
+                ckpt_path.display()
+            )));
+        }
         return Ok(0);
     }
     if !resume {
@@ -335,6 +390,98 @@ mod tests {
         assert!(matches!(e, TrainError::TooManyNonFinite { count: 3, step: 4, .. }), "{e}");
         assert!(e.to_string().contains("lower the learning rate"));
         assert_eq!(task.calls, 5, "2 good steps, 3 skipped, then stop");
-        assert!(dir.path().join("checkpoints/last.safetensors").is_file(), "state saved before stopping");
+        assert!(
+            !dir.path().join("checkpoints/last.safetensors").exists(),
+            "nothing saved after non-finite steps"
+        );
+        assert!(!dir.path().join(".lock").exists(), "the lock is released on error");
+    }
+
+    /// Loss 1 for three steps, then a blow-up (finite, 1000) for two, then NaN.
+    struct BlowsUp;
+
+    impl Task for BlowsUp {
+        fn kind(&self) -> &'static str {
+            "mock"
+        }
+        fn train_step(&mut self, _b: &[Batch], step: i64) -> Result<Record> {
+            match step {
+                0..=2 => Ok(Record::from([("loss/total".to_string(), 1.0)])),
+                3..=4 => Ok(Record::from([("loss/total".to_string(), 1000.0)])),
+                _ => Err(TrainError::NonFinite { step, what: "loss = NaN".into() }),
+            }
+        }
+        fn state(&self) -> Vec<(String, Tensor)> {
+            vec![("x".into(), Tensor::from(1.0f32))]
+        }
+        fn load_state(&mut self, _t: &HashMap<String, Tensor>, _p: &Path) -> Result<()> {
+            Ok(())
+        }
+        fn validate(&mut self, _s: i64) -> Result<Record> {
+            Ok(Record::new())
+        }
+        fn sample_grid(&mut self, _b: &Batch) -> Result<image::RgbImage> {
+            Ok(image::RgbImage::new(1, 1))
+        }
+        fn plots(&self) -> Vec<(&'static str, &'static str, Vec<&'static str>, bool)> {
+            vec![]
+        }
+    }
+
+    #[test]
+    fn a_blow_up_rolls_back_to_the_last_good_checkpoint() {
+        let _serial = crate::TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+        let ds: Arc<dyn tessera_data::Dataset> = Arc::new(FakeData { len: 64, size: 4, seed: 0 });
+        let loader =
+            DataLoader::new(ds, LoaderConfig { batch_size: 4, ..LoaderConfig::default() }, tch::Device::Cpu);
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LoopConfig {
+            max_steps: 100,
+            checkpoint_every: 1,
+            nan_patience: 2,
+            image_every: 0,
+            validate_every: 0,
+            ..LoopConfig::default()
+        };
+        std::fs::create_dir_all(dir.path().join("checkpoints")).unwrap();
+        std::fs::write(dir.path().join("checkpoints/.ckpt-left-by-a-kill"), b"x").unwrap();
+        let e = run(&mut BlowsUp, &loader, &cfg, dir.path(), "", false).err().unwrap();
+        assert!(matches!(e, TrainError::TooManyNonFinite { .. }), "{e}");
+        let step_of = |name: &str| {
+            let c: checkpoint::Checkpoint<Meta> =
+                checkpoint::load(&dir.path().join("checkpoints").join(name)).unwrap();
+            c.meta.step
+        };
+        // Steps 0-2 were healthy (checkpoints 1, 2, 3); 3-4 blew up (checkpoints 4, 5 not good).
+        assert_eq!(step_of("last-good.safetensors"), 3);
+        assert_eq!(step_of("last.safetensors"), 3, "rolled back");
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("checkpoints"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        assert!(names.iter().all(|n| !n.starts_with('.')), "temporaries removed: {names:?}");
+    }
+
+    #[test]
+    fn meaningless_loop_settings_and_resuming_nothing_are_errors() {
+        let _serial = crate::TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+        let ds: Arc<dyn tessera_data::Dataset> = Arc::new(FakeData { len: 8, size: 4, seed: 0 });
+        let loader =
+            DataLoader::new(ds, LoaderConfig { batch_size: 4, ..LoaderConfig::default() }, tch::Device::Cpu);
+        let dir = tempfile::tempdir().unwrap();
+        for (cfg, key) in [
+            (LoopConfig { max_steps: 0, ..LoopConfig::default() }, "max_steps"),
+            (LoopConfig { log_every: 0, ..LoopConfig::default() }, "log_every"),
+            (LoopConfig { checkpoint_every: 0, ..LoopConfig::default() }, "checkpoint_every"),
+            (LoopConfig { validate_every: -1, ..LoopConfig::default() }, "validate_every"),
+            (LoopConfig { nan_patience: 0, ..LoopConfig::default() }, "nan_patience"),
+        ] {
+            let e = run(&mut BlowsUp, &loader, &cfg, dir.path(), "", false).err().unwrap().to_string();
+            assert!(e.contains(key), "{key}: {e}");
+        }
+        let cfg = LoopConfig { max_steps: 1, ..LoopConfig::default() };
+        let e =
+            run(&mut BlowsUp, &loader, &cfg, &dir.path().join("none"), "", true).err().unwrap().to_string();
+        assert!(e.contains("no checkpoint") && e.contains("--resume"), "{e}");
     }
 }

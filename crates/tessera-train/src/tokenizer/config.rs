@@ -110,7 +110,19 @@ impl TokenizerRunConfig {
 
     /// Checks that do not need data.
     pub fn validate(&self) -> Result<()> {
-        if self.quantizer.dim <= 0 || self.model.ch < 8 || self.model.ch % 8 != 0 {
+        if !(self.optim.base_learning_rate.is_finite() && self.optim.base_learning_rate > 0.0) {
+            return Err(TrainError::Invalid(format!(
+                "[optim] base_learning_rate = {}: it must be a finite number above 0 (TE-VQGAN: 8e-6)",
+                self.optim.base_learning_rate
+            )));
+        }
+        if self.quantizer.dim <= 0 || self.quantizer.num_codes <= 0 {
+            return Err(TrainError::Invalid(format!(
+                "[quantizer] dim = {} and num_codes = {}: both must be at least 1",
+                self.quantizer.dim, self.quantizer.num_codes
+            )));
+        }
+        if self.model.ch < 8 || self.model.ch % 8 != 0 {
             return Err(TrainError::Invalid(format!(
                 "model.ch must be a positive multiple of 8 (taming's GroupNorm(32) needs 32; narrower nets use fewer groups), got {}",
                 self.model.ch

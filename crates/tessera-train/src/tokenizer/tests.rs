@@ -174,3 +174,18 @@ fn extra_loss_terms_join_the_generator_loss() {
         .any(|((_, a), (_, b))| !a.equal(&b));
     assert!(moved_apart, "the term's gradient changed the update");
 }
+
+/// Config values without meaning are refused with the key that holds them.
+#[test]
+fn meaningless_values_name_their_key() {
+    let mut c = config(DiscInput::Recompute);
+    c.optim.base_learning_rate = f64::NAN;
+    assert!(c.validate().unwrap_err().to_string().contains("base_learning_rate"));
+    let mut c = config(DiscInput::Recompute);
+    c.quantizer.dim = 0;
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.contains("[quantizer] dim") && !e.contains("model.ch"), "{e}");
+    let mut c = config(DiscInput::Recompute);
+    c.model.ch = 12;
+    assert!(c.validate().unwrap_err().to_string().contains("model.ch"));
+}
