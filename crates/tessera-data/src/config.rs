@@ -45,6 +45,19 @@ pub struct DataConfig {
     pub loader: LoaderConfig,
 }
 
+impl DataConfig {
+    /// Values without meaning, named by their key.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.loader.batch_size == 0 {
+            return Err("[data.loader] batch_size = 0: it must be at least 1".into());
+        }
+        if self.image_size == 0 {
+            return Err("[data] image_size = 0: it must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
 impl Default for DataConfig {
     fn default() -> Self {
         Self {

@@ -68,6 +68,14 @@ pub fn decays(name: &str) -> bool {
 impl GeneratorTask {
     /// Build the task for run directory `dir` (where the caption tokenizer and code cache live).
     pub fn new(mut config: GeneratorRunConfig, device: Device, root: &Path, dir: &Path) -> Result<Self> {
+        config.sample.check().map_err(TrainError::Invalid)?;
+        config.data.check().map_err(TrainError::Invalid)?;
+        let lr = config.optim.learning_rate;
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(TrainError::Invalid(format!(
+                "[optim] learning_rate = {lr}: it must be a finite number above 0 (Bi-DALL-E: 1e-3)"
+            )));
+        }
         let tok_ckpt = config.tokenizer.join("checkpoints/last.safetensors");
         if !tok_ckpt.exists() {
             return Err(TrainError::Invalid(format!(
@@ -101,13 +109,6 @@ impl GeneratorTask {
                     "[model] {name} = {field} but the tokenizers give {want}; remove the key to take it from them"
                 )));
             }
-        }
-        config.sample.check().map_err(TrainError::Invalid)?;
-        let lr = config.optim.learning_rate;
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(TrainError::Invalid(format!(
-                "[optim] learning_rate = {lr}: it must be a finite number above 0 (Bi-DALL-E: 1e-3)"
-            )));
         }
         tch::manual_seed(config.train.seed as i64);
         let vs = VarStore::new(device);

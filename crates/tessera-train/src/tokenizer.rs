@@ -416,6 +416,7 @@ pub fn train(
     dir: &Path,
     resume: bool,
 ) -> Result<(TokenizerTask, crate::runner::Summary)> {
+    config.validate()?;
     let toml = tessera_core::config::to_toml(&config);
     let train_set = config.data.open(Split::Train, root)?;
     let loader = DataLoader::new(train_set, config.data.loader.clone(), device);

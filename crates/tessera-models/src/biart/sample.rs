@@ -33,8 +33,11 @@ impl Default for SampleConfig {
 
 impl SampleConfig {
     pub fn check(&self) -> Result<(), String> {
-        if self.temperature.is_nan() || self.temperature < 0.0 {
-            return Err("temperature must be ≥ 0".into());
+        if !self.temperature.is_finite() || self.temperature < 0.0 {
+            return Err(format!(
+                "temperature = {}: it must be a finite number ≥ 0 (0 = greedy)",
+                self.temperature
+            ));
         }
         if self.top_k == Some(0) {
             return Err("top_k must be ≥ 1".into());
@@ -87,7 +90,13 @@ pub fn sample_logits(logits: &Tensor, cfg: &SampleConfig) -> Tensor {
         return logits.argmax(-1, false);
     }
     let v = logits.size()[1];
-    let mut l = logits / cfg.temperature;
+    // A tiny temperature would overflow `logits / T` to ±inf (NaN probabilities): shift each
+    // row's maximum to 0 first, so the best token keeps probability 1 in the limit.
+    let mut l = if cfg.temperature < 1e-3 {
+        (logits - logits.max_dim(-1, true).0) / cfg.temperature
+    } else {
+        logits / cfg.temperature
+    };
     if let Some(t) = cfg.filter_thres {
         l = keep_top_k(&l, (((1.0 - t) * v as f64) as i64).max(1));
     }

@@ -250,3 +250,20 @@ fn fixed_positions_follow_the_sinusoid() {
         assert!((a - b).abs() < 1e-6);
     }
 }
+
+/// Temperatures near 0 sample the best token instead of overflowing to NaN; infinite or NaN
+/// temperatures are refused by `check`.
+#[test]
+fn extreme_temperatures_are_greedy_or_refused() {
+    let l = Tensor::from_slice(&[1.0f32, 3.0, 2.0, f32::NEG_INFINITY, 0.5, 2.9, 0.0, 1.0, 0.0, 0.0])
+        .view([1, 10]);
+    for t in [1e-45, 1e-30, 1e-6] {
+        let cfg = SampleConfig { temperature: t, filter_thres: None, ..Default::default() };
+        assert!(cfg.check().is_ok());
+        assert_eq!(sample_logits(&l, &cfg).int64_value(&[0]), 1, "T = {t}");
+    }
+    for t in [f64::INFINITY, f64::NAN, -1.0] {
+        let cfg = SampleConfig { temperature: t, ..Default::default() };
+        assert!(cfg.check().unwrap_err().contains("temperature"), "T = {t}");
+    }
+}

@@ -110,6 +110,10 @@ impl TokenizerRunConfig {
 
     /// Checks that do not need data.
     pub fn validate(&self) -> Result<()> {
+        self.data.check().map_err(TrainError::Invalid)?;
+        if self.eval.batch_size == 0 {
+            return Err(TrainError::Invalid("[eval] batch_size = 0: it must be at least 1".into()));
+        }
         if !(self.optim.base_learning_rate.is_finite() && self.optim.base_learning_rate > 0.0) {
             return Err(TrainError::Invalid(format!(
                 "[optim] base_learning_rate = {}: it must be a finite number above 0 (TE-VQGAN: 8e-6)",
