@@ -124,6 +124,9 @@ enum ImportCommand {
         config: ConfigArgs,
         #[arg(long, short = 'o')]
         out: PathBuf,
+        /// Import even when checkpoint tensors of the model have no place in the config.
+        #[arg(long)]
+        allow_unused: bool,
     },
 }
 
@@ -172,8 +175,8 @@ fn main() {
             Command::Eval(EvalCommand::Generator(args)) => gen_cmd::eval(&args, &cli.global, device),
             Command::Study(cmd) => study_cmd::run(cmd, &cli.global, device),
             Command::Generate(cmd) => gen_cmd::generate(cmd, &cli.global, device),
-            Command::Import(ImportCommand::Taming { checkpoint, config, out }) => {
-                train_cmd::import(&checkpoint, &config, &out, &cli.global, device)
+            Command::Import(ImportCommand::Taming { checkpoint, config, out, allow_unused }) => {
+                train_cmd::import(&checkpoint, &config, &out, allow_unused, &cli.global, device)
             }
             Command::Encode { run, images, out } => {
                 train_cmd::encode(&run, &images, &out, &cli.global, device)

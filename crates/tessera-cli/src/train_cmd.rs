@@ -231,7 +231,14 @@ pub fn reconstruct(run: &Path, image: &Path, out: &Path, _g: &GlobalArgs, device
     Ok(())
 }
 
-pub fn import(ckpt: &Path, config: &ConfigArgs, out: &Path, g: &GlobalArgs, device: Device) -> Result<()> {
+pub fn import(
+    ckpt: &Path,
+    config: &ConfigArgs,
+    out: &Path,
+    allow_unused: bool,
+    g: &GlobalArgs,
+    device: Device,
+) -> Result<()> {
     if out.join("checkpoints/last.safetensors").exists() {
         bail!("{} already holds a run; choose another --out", out.display());
     }
@@ -240,13 +247,20 @@ pub fn import(ckpt: &Path, config: &ConfigArgs, out: &Path, g: &GlobalArgs, devi
     if let Some(step) = global_step {
         tracing::info!("a PyTorch Lightning checkpoint at global step {step}");
     }
-    let rep = tokenizer::import_taming(cfg, &tensors, device, &g.data_root(), out)?;
+    let rep = tokenizer::import_taming(cfg, &tensors, allow_unused, device, &g.data_root(), out)?;
     tracing::info!(
-        "imported {} tensors; kept Tessera-only state {:?}; ignored {} checkpoint tensors (LPIPS, blur filters, …)",
+        "imported {} tensors; kept Tessera-only state {:?}; skipped on purpose (LPIPS, blur filters): {:?}",
         rep.loaded,
         rep.kept,
-        rep.ignored.len()
+        rep.ignored
     );
+    if !rep.unused.is_empty() {
+        tracing::warn!(
+            "--allow-unused: {} model tensors were not imported: {:?}",
+            rep.unused.len(),
+            rep.unused
+        );
+    }
     println!("{}", out.display());
     Ok(())
 }

@@ -415,8 +415,16 @@ pub fn load_run(dir: &Path, device: Device, root: &Path) -> Result<GeneratorTask
 /// tensor in `[-1, 1]`.
 pub fn load_image_for(task: &GeneratorTask, path: &Path) -> Result<Tensor> {
     let img = image::open(path)
-        .map_err(|e| TrainError::Invalid(format!("{}: cannot read image ({e})", path.display())))?
-        .to_rgb8();
+        .map_err(|e| TrainError::Invalid(format!("{}: cannot read image ({e})", path.display())))?;
+    // As `encode`: an alpha channel is refused rather than silently dropped.
+    let channels = img.color().channel_count();
+    if channels == 2 || channels == 4 {
+        return Err(TrainError::Invalid(format!(
+            "{} has {channels} channels (with alpha); the tokenizer takes RGB or gray images: drop the alpha channel first",
+            path.display()
+        )));
+    }
+    let img = img.to_rgb8();
     let r = task.tokenizer.resolution() as u32;
     if img.width() != r || img.height() != r {
         return Err(TrainError::Invalid(format!(

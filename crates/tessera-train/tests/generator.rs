@@ -151,6 +151,11 @@ fn generator_resumes_exactly_and_evaluates() {
     image::RgbImage::new(32, 32).save(&small).unwrap();
     let e = generator::load_image_for(&task, &small).err().unwrap().to_string();
     assert!(e.contains("32×32") && e.contains("64×64"), "{e}");
+    // An RGBA image is refused as `encode` refuses it, not silently flattened.
+    let rgba = a.path().join("rgba.png");
+    image::RgbaImage::new(64, 64).save(&rgba).unwrap();
+    let e = generator::load_image_for(&task, &rgba).err().unwrap().to_string();
+    assert!(e.contains("rgba.png") && e.contains("alpha"), "{e}");
     // Words outside the caption vocabulary are named (the CLI warns with them).
     assert_eq!(task.text.unknown_words("the upper left is purple 3"), vec!["purple".to_string()]);
 }

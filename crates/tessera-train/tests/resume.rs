@@ -163,7 +163,8 @@ fn taming_checkpoint_imports_by_state_dict_names() {
         assert!(tensors[k].equal(v), "{k}");
     }
     let run = d.path().join("run");
-    let rep = tokenizer::import_taming(cfg.clone(), &tensors, Device::Cpu, Path::new("x"), &run).unwrap();
+    let rep =
+        tokenizer::import_taming(cfg.clone(), &tensors, false, Device::Cpu, Path::new("x"), &run).unwrap();
     assert!(rep.loaded > 50, "{rep:?}");
     assert_eq!(rep.ignored, vec!["loss.perceptual_loss.lin0.model.1.weight".to_string()]);
     let mut task = tokenizer::load_run(&run, Device::Cpu, Path::new("x")).unwrap();
@@ -175,12 +176,35 @@ fn taming_checkpoint_imports_by_state_dict_names() {
         assert!((xrec - &fx["xrec"]).abs().max().double_value(&[]) < 1e-5);
     }
     // A config that does not match the checkpoint says which key and why.
-    let mut wrong = cfg;
+    let mut wrong = cfg.clone();
     wrong.model.use_replicationpad = false;
-    let e = tokenizer::import_taming(wrong, &tensors, Device::Cpu, Path::new("x"), &d.path().join("r2"))
-        .unwrap_err()
-        .to_string();
+    let e =
+        tokenizer::import_taming(wrong, &tensors, false, Device::Cpu, Path::new("x"), &d.path().join("r2"))
+            .unwrap_err()
+            .to_string();
     assert!(e.contains("the checkpoint has no `encoder.") && e.contains("use_replicationpad"), "{e}");
+    // A config with fewer blocks than the checkpoint leaves model tensors unused: refused, naming
+    // them, unless --allow-unused.
+    let mut fewer = cfg.clone();
+    fewer.model.attn_resolutions = vec![];
+    let e = tokenizer::import_taming(
+        fewer.clone(),
+        &tensors,
+        false,
+        Device::Cpu,
+        Path::new("x"),
+        &d.path().join("r3"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("have no place in this config") && e.contains(".attn") && e.contains("--allow-unused"),
+        "{e}"
+    );
+    let rep =
+        tokenizer::import_taming(fewer, &tensors, true, Device::Cpu, Path::new("x"), &d.path().join("r4"))
+            .unwrap();
+    assert!(!rep.unused.is_empty() && rep.unused.iter().all(|k| k.contains("attn")), "{:?}", rep.unused);
     // A checkpoint cut short is refused with the file's name.
     let bytes = std::fs::read(&file).unwrap();
     let cut = d.path().join("cut.ckpt");

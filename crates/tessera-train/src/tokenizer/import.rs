@@ -46,14 +46,23 @@ pub fn load_perceptual(vs: &mut VarStore, files: &[&Path]) -> Result<()> {
     Ok(())
 }
 
+/// Tensors that an import skips on purpose: the LPIPS network and fixed blur filters.
+fn skipped_on_purpose(key: &str) -> bool {
+    key.starts_with("loss.perceptual_loss.") || key.ends_with(".filt")
+}
+
 /// What [`import_taming`] did.
 #[derive(Debug, Default)]
 pub struct ImportReport {
     pub loaded: usize,
     /// Tessera-only variables kept at their initial values (codebook statistics).
     pub kept: Vec<String>,
-    /// Checkpoint tensors with no Tessera counterpart (LPIPS, blur filters, …).
+    /// Checkpoint tensors skipped on purpose: the LPIPS network (`loss.perceptual_loss.…`,
+    /// loaded separately from `loss.perceptual_weights`) and fixed blur filters (`….filt`, which
+    /// Tessera computes).
     pub ignored: Vec<String>,
+    /// Model tensors left unused (only with `allow_unused`).
+    pub unused: Vec<String>,
 }
 
 /// Read a checkpoint's model tensors without executing pickled code
@@ -77,10 +86,12 @@ pub fn read_checkpoint_tensors(path: &Path) -> Result<(HashMap<String, Tensor>, 
 
 /// Turn a taming / TE-VQGAN checkpoint into a Tessera run at step 0: every model parameter is
 /// looked up by its taming state_dict key (`encoder.…`, `decoder.…`, `quant_conv.…`,
-/// `quantize.embedding.weight`, `loss.discriminator.…`).
+/// `quantize.embedding.weight`, `loss.discriminator.…`). Every other checkpoint tensor must be
+/// one that is skipped on purpose (LPIPS, blur filters) unless `allow_unused`.
 pub fn import_taming(
     config: TokenizerRunConfig,
     tensors: &HashMap<String, Tensor>,
+    allow_unused: bool,
     device: Device,
     root: &Path,
     dir: &Path,
@@ -119,8 +130,22 @@ pub fn import_taming(
             Ok(())
         })?;
     }
-    report.ignored = tensors.keys().filter(|k| !used.contains(*k)).cloned().collect();
-    report.ignored.sort();
+    let mut unused: Vec<String> = tensors.keys().filter(|k| !used.contains(*k)).cloned().collect();
+    unused.sort();
+    let (ignored, model): (Vec<String>, Vec<String>) =
+        unused.into_iter().partition(|k| skipped_on_purpose(k));
+    if !model.is_empty() && !allow_unused {
+        let shown: Vec<&str> = model.iter().take(8).map(String::as_str).collect();
+        return Err(TrainError::Invalid(format!(
+            "{} checkpoint tensors of the model have no place in this config (e.g. {}): the config has fewer \
+             layers or blocks than the checkpoint, so its codes would be wrong. Use the config it was trained \
+             with, or pass --allow-unused to import anyway",
+            model.len(),
+            shown.join(", ")
+        )));
+    }
+    report.ignored = ignored;
+    report.unused = model;
     let meta = crate::runner::Meta {
         format: crate::runner::FORMAT.into(),
         kind: "vqgan".into(),
