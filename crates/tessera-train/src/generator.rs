@@ -76,6 +76,10 @@ impl GeneratorTask {
                 "[optim] learning_rate = {lr}: it must be a finite number above 0 (Bi-DALL-E: 1e-3)"
             )));
         }
+        // Paths a run stores are relative to the run (see `train`).
+        config.tokenizer = tessera_core::fsutil::resolve_in_run(&config.tokenizer, dir);
+        config.eval.classifier =
+            config.eval.classifier.map(|c| tessera_core::fsutil::resolve_in_run(&c, dir));
         let tok_ckpt = config.tokenizer.join("checkpoints/last.safetensors");
         if !tok_ckpt.exists() {
             return Err(TrainError::Invalid(format!(
@@ -384,7 +388,12 @@ pub fn train(
     resume: bool,
 ) -> Result<(GeneratorTask, crate::runner::Summary)> {
     let mut task = GeneratorTask::new(config, device, root, dir)?;
-    let toml = tessera_core::config::to_toml(&task.config);
+    // The stored config names the tokenizer and classifier relative to the run, so that a run
+    // used from another directory, or moved together with them, still finds them.
+    let mut stored = task.config.clone();
+    stored.tokenizer = tessera_core::fsutil::relative_to(&stored.tokenizer, dir);
+    stored.eval.classifier = stored.eval.classifier.map(|c| tessera_core::fsutil::relative_to(&c, dir));
+    let toml = tessera_core::config::to_toml(&stored);
     let train_set: Arc<dyn Dataset> =
         Arc::new(Subset::new(task.config.data.open(Split::Train, root)?, task.config.codes.train_images));
     let loader = DataLoader::new(train_set, task.config.data.loader.clone(), device);

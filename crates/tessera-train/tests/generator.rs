@@ -115,6 +115,12 @@ fn generator_resumes_exactly_and_evaluates() {
     assert!(la[0].contains("loss/t2i_image") && la[0].contains("grad_norm/i2t"));
     assert!(a.path().join("samples/step_0000006.png").is_file());
     assert!(a.path().join("tokenizer.json").is_file() && a.path().join("codes_train.safetensors").is_file());
+    // The run names its tokenizer relative to itself (runs can move), and loads from that.
+    let stored = std::fs::read_to_string(a.path().join("config.toml")).unwrap();
+    let want = tessera_core::fsutil::relative_to(tok.path(), a.path());
+    assert!(want.starts_with(".."), "{want:?}");
+    assert!(stored.contains(&format!("tokenizer = \"{}\"", want.display())), "{stored}");
+    generator::load_run(a.path(), Device::Cpu, &root).expect("reloads through the run-relative path");
     let val = std::fs::read_to_string(a.path().join("metrics.jsonl")).unwrap();
     assert!(val.contains("i2t_acc") && val.contains("t2i_acc"), "validation logs both accuracies");
 
