@@ -59,6 +59,19 @@ pub struct GeneratorTask {
     truncated_warned: bool,
 }
 
+/// Values of a generator config without meaning, named by their key.
+fn check_config(config: &GeneratorRunConfig) -> Result<()> {
+    config.sample.check().map_err(TrainError::Invalid)?;
+    config.data.check().map_err(TrainError::Invalid)?;
+    let lr = config.optim.learning_rate;
+    if !(lr.is_finite() && lr > 0.0) {
+        return Err(TrainError::Invalid(format!(
+            "[optim] learning_rate = {lr}: it must be a finite number above 0 (Bi-DALL-E: 1e-3)"
+        )));
+    }
+    Ok(())
+}
+
 /// Which parameters get weight decay (minGPT: Linear weights only).
 pub fn decays(name: &str) -> bool {
     name.ends_with(".weight")
@@ -68,14 +81,7 @@ pub fn decays(name: &str) -> bool {
 impl GeneratorTask {
     /// Build the task for run directory `dir` (where the caption tokenizer and code cache live).
     pub fn new(mut config: GeneratorRunConfig, device: Device, root: &Path, dir: &Path) -> Result<Self> {
-        config.sample.check().map_err(TrainError::Invalid)?;
-        config.data.check().map_err(TrainError::Invalid)?;
-        let lr = config.optim.learning_rate;
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(TrainError::Invalid(format!(
-                "[optim] learning_rate = {lr}: it must be a finite number above 0 (Bi-DALL-E: 1e-3)"
-            )));
-        }
+        check_config(&config)?;
         // Paths a run stores are relative to the run (see `train`).
         config.tokenizer = tessera_core::fsutil::resolve_in_run(&config.tokenizer, dir);
         config.eval.classifier =
