@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
-use tessera_models::biart::{layer_scale_init, Biart, BiartConfig, Direction, DropoutSites, FeedForward};
+use tessera_models::biart::{layer_scale_init, Biart, BiartConfig, Direction};
 
 fn fixture() -> HashMap<String, Tensor> {
     let p = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bidalle_block.safetensors");
@@ -20,13 +20,9 @@ fn config() -> BiartConfig {
         image_side: 5,
         conv_kernel: 5,
         segment_embedding: false,
-        feed_forward: FeedForward::Geglu,
-        layer_scale: true,
-        qkv_bias: false,
-        dropout_sites: DropoutSites::Dalle,
-        head_bias: true,
         ..BiartConfig::reference_fixture()
     }
+    .with_bidalle_blocks()
 }
 
 /// Largest |a − b| over the rows where `rows` (B, L) is true.

@@ -20,9 +20,7 @@ use std::collections::HashMap;
 
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
-use tessera_models::biart::{
-    fixed_2d_positions, Biart, BiartConfig, Direction, DropoutSites, FeedForward, ImagePositions, PadTokens,
-};
+use tessera_models::biart::{fixed_2d_positions, Biart, BiartConfig, Direction, ImagePositions, PadTokens};
 
 /// Relative tolerance on logits (relative to their largest magnitude) and on losses.
 const TOL: f64 = 1e-5;
@@ -41,13 +39,9 @@ fn config() -> BiartConfig {
         pad_tokens: PadTokens::Unique,
         segment_embedding: false,
         loss_weight: 7.0,
-        feed_forward: FeedForward::Geglu,
-        layer_scale: true,
-        qkv_bias: false,
-        dropout_sites: DropoutSites::Dalle,
-        head_bias: true,
         ..BiartConfig::reference_fixture()
     }
+    .with_bidalle_blocks()
 }
 
 /// A `Biart` holding the upstream weights.

@@ -249,14 +249,7 @@ mod tests {
     use tch::{Device, Kind};
 
     fn dalle(c: BiartConfig) -> BiartConfig {
-        BiartConfig {
-            feed_forward: FeedForward::Geglu,
-            layer_scale: true,
-            qkv_bias: false,
-            dropout_sites: DropoutSites::Dalle,
-            head_bias: true,
-            ..c
-        }
+        c.with_bidalle_blocks()
     }
 
     /// Every parameter's shape, by name.

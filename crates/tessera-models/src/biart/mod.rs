@@ -158,6 +158,20 @@ impl BiartConfig {
         }
     }
 
+    /// These settings with Bi-DALL-E's blocks and head (wcshin-git/Bidirectional_DALLE@2f16503,
+    /// `dalle_pytorch/transformer.py`): GEGLU feed-forward, LayerScale, `to_qkv` without bias, its
+    /// dropout sites and a biased `to_logits`.
+    pub fn with_bidalle_blocks(self) -> Self {
+        Self {
+            feed_forward: FeedForward::Geglu,
+            layer_scale: true,
+            qkv_bias: false,
+            dropout_sites: DropoutSites::Dalle,
+            head_bias: true,
+            ..self
+        }
+    }
+
     pub fn geometry(&self) -> Geometry {
         Geometry { text_len: self.text_len, side: self.image_side, kernel: self.conv_kernel }
     }

@@ -117,15 +117,8 @@ fn cached_forward_matches_the_full_forward() {
             // Bi-DALL-E's blocks go through the same cache.
             tch::manual_seed(3);
             let vs = VarStore::new(Device::Cpu);
-            let cfg = BiartConfig {
-                attn_types: all_types(),
-                feed_forward: FeedForward::Geglu,
-                layer_scale: true,
-                qkv_bias: false,
-                dropout_sites: DropoutSites::Dalle,
-                head_bias: true,
-                ..BiartConfig::reference_fixture()
-            };
+            let cfg = BiartConfig { attn_types: all_types(), ..BiartConfig::reference_fixture() }
+                .with_bidalle_blocks();
             let m = Biart::new(&vs.root(), cfg).unwrap();
             (vs, m)
         } else {
