@@ -338,21 +338,39 @@ mod tests {
     use std::sync::Arc;
     use tessera_data::{FakeData, LoaderConfig};
 
-    /// A task whose loss turns NaN from step 2 on.
-    struct Exploding {
+    /// A task whose `loss/total` at each step is `loss(step)`; NaN is a skipped step.
+    struct Scripted {
+        loss: fn(i64) -> f64,
         calls: i64,
     }
 
-    impl Task for Exploding {
+    impl Scripted {
+        /// Loss 1 for two steps, then NaN.
+        fn exploding() -> Self {
+            Self { loss: |step| if step >= 2 { f64::NAN } else { 1.0 }, calls: 0 }
+        }
+        /// Loss 1 for three steps, then a blow-up (finite, 1000) for two, then NaN.
+        fn blows_up() -> Self {
+            let loss = |step| match step {
+                0..=2 => 1.0,
+                3..=4 => 1000.0,
+                _ => f64::NAN,
+            };
+            Self { loss, calls: 0 }
+        }
+    }
+
+    impl Task for Scripted {
         fn kind(&self) -> &'static str {
             "mock"
         }
         fn train_step(&mut self, _b: &[Batch], step: i64) -> Result<Record> {
             self.calls += 1;
-            if step >= 2 {
+            let v = (self.loss)(step);
+            if v.is_nan() {
                 return Err(TrainError::NonFinite { step, what: "loss = NaN".into() });
             }
-            Ok(Record::from([("loss/total".to_string(), 1.0)]))
+            Ok(Record::from([("loss/total".to_string(), v)]))
         }
         fn state(&self) -> Vec<(String, Tensor)> {
             vec![("x".into(), Tensor::from(1.0f32))]
@@ -385,7 +403,7 @@ mod tests {
             validate_every: 0,
             ..LoopConfig::default()
         };
-        let mut task = Exploding { calls: 0 };
+        let mut task = Scripted::exploding();
         let e = run(&mut task, &loader, &cfg, dir.path(), "", false).err().unwrap();
         assert!(matches!(e, TrainError::TooManyNonFinite { count: 3, step: 4, .. }), "{e}");
         assert!(e.to_string().contains("lower the learning rate"));
@@ -395,37 +413,6 @@ mod tests {
             "nothing saved after non-finite steps"
         );
         assert!(!dir.path().join(".lock").exists(), "the lock is released on error");
-    }
-
-    /// Loss 1 for three steps, then a blow-up (finite, 1000) for two, then NaN.
-    struct BlowsUp;
-
-    impl Task for BlowsUp {
-        fn kind(&self) -> &'static str {
-            "mock"
-        }
-        fn train_step(&mut self, _b: &[Batch], step: i64) -> Result<Record> {
-            match step {
-                0..=2 => Ok(Record::from([("loss/total".to_string(), 1.0)])),
-                3..=4 => Ok(Record::from([("loss/total".to_string(), 1000.0)])),
-                _ => Err(TrainError::NonFinite { step, what: "loss = NaN".into() }),
-            }
-        }
-        fn state(&self) -> Vec<(String, Tensor)> {
-            vec![("x".into(), Tensor::from(1.0f32))]
-        }
-        fn load_state(&mut self, _t: &HashMap<String, Tensor>, _p: &Path) -> Result<()> {
-            Ok(())
-        }
-        fn validate(&mut self, _s: i64) -> Result<Record> {
-            Ok(Record::new())
-        }
-        fn sample_grid(&mut self, _b: &Batch) -> Result<image::RgbImage> {
-            Ok(image::RgbImage::new(1, 1))
-        }
-        fn plots(&self) -> Vec<(&'static str, &'static str, Vec<&'static str>, bool)> {
-            vec![]
-        }
     }
 
     #[test]
@@ -445,7 +432,7 @@ mod tests {
         };
         std::fs::create_dir_all(dir.path().join("checkpoints")).unwrap();
         std::fs::write(dir.path().join("checkpoints/.ckpt-left-by-a-kill"), b"x").unwrap();
-        let e = run(&mut BlowsUp, &loader, &cfg, dir.path(), "", false).err().unwrap();
+        let e = run(&mut Scripted::blows_up(), &loader, &cfg, dir.path(), "", false).err().unwrap();
         assert!(matches!(e, TrainError::TooManyNonFinite { .. }), "{e}");
         let step_of = |name: &str| {
             let c: checkpoint::Checkpoint<Meta> =
@@ -476,12 +463,17 @@ mod tests {
             (LoopConfig { validate_every: -1, ..LoopConfig::default() }, "validate_every"),
             (LoopConfig { nan_patience: 0, ..LoopConfig::default() }, "nan_patience"),
         ] {
-            let e = run(&mut BlowsUp, &loader, &cfg, dir.path(), "", false).err().unwrap().to_string();
+            let e = run(&mut Scripted::blows_up(), &loader, &cfg, dir.path(), "", false)
+                .err()
+                .unwrap()
+                .to_string();
             assert!(e.contains(key), "{key}: {e}");
         }
         let cfg = LoopConfig { max_steps: 1, ..LoopConfig::default() };
-        let e =
-            run(&mut BlowsUp, &loader, &cfg, &dir.path().join("none"), "", true).err().unwrap().to_string();
+        let e = run(&mut Scripted::blows_up(), &loader, &cfg, &dir.path().join("none"), "", true)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("no checkpoint") && e.contains("--resume"), "{e}");
     }
 }
