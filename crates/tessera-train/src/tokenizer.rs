@@ -416,11 +416,11 @@ pub fn train(
     dir: &Path,
     resume: bool,
 ) -> Result<(TokenizerTask, crate::runner::Summary)> {
-    config.validate()?;
+    // The task first: it validates the config before a loader is built from it.
+    let mut task = TokenizerTask::new(config.clone(), device, root)?;
     let toml = tessera_core::config::to_toml(&config);
     let train_set = config.data.open(Split::Train, root)?;
     let loader = DataLoader::new(train_set, config.data.loader.clone(), device);
-    let mut task = TokenizerTask::new(config.clone(), device, root)?;
     let summary = crate::runner::run(&mut task, &loader, &config.train, dir, &toml, resume)?;
     Ok((task, summary))
 }
