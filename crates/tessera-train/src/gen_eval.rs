@@ -14,9 +14,14 @@ use crate::classifier::Classifier;
 use crate::error::{Result, TrainError};
 use crate::generator::GeneratorTask;
 
+/// Whether the data has captions the T2I/I2T scorer reads (MNIST64x64's location, colour, digit).
+pub fn scorable(data: &DataConfig) -> bool {
+    data.source == SourceKind::Mnist64
+}
+
 /// T2I and I2T accuracy read MNIST64x64 captions (location, colour, digit): refuse other data.
 pub fn require_mnist64(data: &DataConfig) -> Result<()> {
-    if data.source == SourceKind::Mnist64 {
+    if scorable(data) {
         Ok(())
     } else {
         Err(TrainError::Invalid(format!(

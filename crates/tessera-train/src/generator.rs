@@ -324,7 +324,7 @@ impl Task for GeneratorTask {
     fn validate(&mut self, _step: i64) -> Result<Record> {
         let mut rec = self.validation_losses()?;
         // The accuracies read MNIST64x64 captions; other data is validated on its losses only.
-        if self.config.data.source != tessera_data::SourceKind::Mnist64 {
+        if !crate::gen_eval::scorable(&self.config.data) {
             return Ok(rec);
         }
         let bs = self.config.eval.batch_size.max(1);
