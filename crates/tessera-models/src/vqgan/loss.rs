@@ -210,7 +210,7 @@ impl VqLpipsLoss {
         };
         let with_gan = match g_term {
             Some(t) => &nll + t,
-            None => &nll + Tensor::zeros([], (Kind::Float, x.device())),
+            None => nll.shallow_clone(),
         };
         let with_codebook = with_gan + &out.quant.loss * cfg.codebook_weight;
         let inputs = LossInputs { images: x, captions, output: out };
