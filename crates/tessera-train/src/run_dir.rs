@@ -150,7 +150,8 @@ impl Health {
         // losses near or below zero are judged too) is a blow-up.
         let steady = !self.best.is_finite() || mean - self.best <= BLOW_UP * self.best.abs().max(1e-3);
         let validation_ok = validation.is_none_or(|r| r.values().all(|v| v.is_finite()));
-        let good = self.clean && mean.is_finite() && steady && validation_ok;
+        // An interval that logged no loss has no evidence against it.
+        let good = self.clean && (self.count == 0 || mean.is_finite()) && steady && validation_ok;
         if good {
             self.best = self.best.min(mean);
         }
@@ -170,6 +171,9 @@ mod tests {
     #[test]
     fn intervals_with_a_non_finite_step_a_blow_up_or_a_bad_validation_are_not_good() {
         let mut h = Health::default();
+        assert!(h.close_interval(None), "a task that logs no loss/total is judged by its other checks");
+        h.non_finite_step();
+        assert!(!h.close_interval(None), "not when a step was skipped");
         h.finite_step(&rec(2.0));
         assert!(h.close_interval(None));
         h.finite_step(&rec(1.0));
