@@ -108,7 +108,11 @@ fn report_run(summary: &tessera_train::runner::Summary, t0: std::time::Instant, 
 }
 
 /// A run's config: on --resume the stored one (overrides still apply), else the given one.
-pub fn load_config<T: serde::de::DeserializeOwned>(args: &ConfigArgs, out: &Path, resume: bool) -> Result<T> {
+pub fn load_config<T: serde::de::DeserializeOwned + tessera_core::Validate>(
+    args: &ConfigArgs,
+    out: &Path,
+    resume: bool,
+) -> Result<T> {
     let stored = out.join("config.toml");
     if resume && stored.is_file() && args.config.is_none() {
         let src = tessera_core::ConfigSource::new(Some(stored), args.overrides.clone());

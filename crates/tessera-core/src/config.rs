@@ -12,6 +12,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use toml::{Table, Value};
 
+use crate::validate::Validate;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
@@ -35,7 +37,7 @@ impl ConfigSource {
     }
 
     /// Read the file (if any), apply the overrides and deserialize into `T`.
-    pub fn load<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+    pub fn load<T: DeserializeOwned + Validate>(&self) -> Result<T, ConfigError> {
         let text = match &self.path {
             Some(p) => {
                 std::fs::read_to_string(p).map_err(|source| ConfigError::Io { path: p.clone(), source })?
@@ -47,12 +49,29 @@ impl ConfigSource {
     }
 }
 
-/// Deserialize `text` (TOML) into `T` after applying `overrides`; `origin` names the source in errors.
-pub fn load_str<T: DeserializeOwned>(
+/// Deserialize `text` (TOML) into `T` after applying `overrides`, then check every value's range
+/// ([`Validate`]); `origin` names the source in errors.
+pub fn load_str<T: DeserializeOwned + Validate>(
     text: &str,
     overrides: &[String],
     origin: &str,
 ) -> Result<T, ConfigError> {
+    let config: T = parse(text, overrides, origin)?;
+    config
+        .validate()
+        .map_err(|message| ConfigError::Invalid { origin: describe(origin, overrides), message })?;
+    Ok(config)
+}
+
+fn describe(origin: &str, overrides: &[String]) -> String {
+    if overrides.is_empty() {
+        origin.to_string()
+    } else {
+        format!("{origin} with --set {}", overrides.join(" --set "))
+    }
+}
+
+fn parse<T: DeserializeOwned>(text: &str, overrides: &[String], origin: &str) -> Result<T, ConfigError> {
     let invalid =
         |e: toml::de::Error| ConfigError::Invalid { origin: origin.to_string(), message: e.to_string() };
     if overrides.is_empty() {
@@ -64,10 +83,8 @@ pub fn load_str<T: DeserializeOwned>(
         apply_override(&mut table, o)?;
     }
     let merged = toml::to_string(&table).expect("a toml::Table always serializes");
-    toml::from_str(&merged).map_err(|e| ConfigError::Invalid {
-        origin: format!("{origin} with --set {}", overrides.join(" --set ")),
-        message: e.to_string(),
-    })
+    toml::from_str(&merged)
+        .map_err(|e| ConfigError::Invalid { origin: describe(origin, overrides), message: e.to_string() })
 }
 
 /// Apply one `a.b.c=value` override. The value is read as a TOML value (`3`, `1e-4`, `true`,
@@ -114,6 +131,16 @@ mod tests {
         seed: u64,
         lr: f64,
     }
+    impl Validate for Inner {
+        fn check(&self, c: &mut crate::validate::Check) {
+            c.float_above("lr", self.lr, 0.0, 10.0, "");
+        }
+    }
+    impl Validate for Outer {
+        fn check(&self, c: &mut crate::validate::Check) {
+            c.section("inner", &self.inner);
+        }
+    }
     impl Default for Inner {
         fn default() -> Self {
             Self { seed: 23, lr: 1e-3 }
@@ -152,6 +179,15 @@ mod tests {
         assert!(err.contains("seed"), "{err}");
         assert!(matches!(load_str::<Outer>("", &["noequals".into()], "t"), Err(ConfigError::BadOverride(_))));
         assert!(matches!(load_str::<Outer>("", &["a..b=1".into()], "t"), Err(ConfigError::BadOverride(_))));
+    }
+
+    #[test]
+    fn values_out_of_range_are_refused_at_resolution_naming_key_and_origin() {
+        let err = load_str::<Outer>("", &["inner.lr=nan".into()], "t.toml").unwrap_err().to_string();
+        assert!(err.contains("[inner] lr = NaN: allowed above 0"), "{err}");
+        assert!(err.contains("t.toml with --set inner.lr=nan"), "{err}");
+        let err = load_str::<Outer>("[inner]\nlr = -1.0\n", &[], "t.toml").unwrap_err().to_string();
+        assert!(err.contains("lr = -1") && err.contains("(t.toml)"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use tessera_core::validate::{Check, Validate, MAX_IMAGES};
 
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
@@ -12,6 +13,11 @@ use crate::folder::{FakeData, ImageFolder, Resize};
 use crate::loader::LoaderConfig;
 use crate::mnist::Mnist;
 use crate::mnist64::{Mnist64, Mnist64Config, Split, TranslatedSet};
+
+/// Pillow's `Image.MAX_IMAGE_PIXELS`: `1024 · 1024 · 1024 / 4 / 3`.
+pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 89_478_485;
+/// The largest square side a folder or fake source resizes to.
+pub const MAX_IMAGE_SIDE: u32 = 4096;
 
 /// Where images come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,20 +47,49 @@ pub struct DataConfig {
     /// Square image side for folder and fake sources (MNIST64x64 is always 64).
     pub image_size: u32,
     pub fake_len: usize,
+    /// Image files with more pixels than this (width × height, read from the header before
+    /// decoding) are refused, and so is a resize whose intermediate image would exceed it.
+    /// The default is Pillow's `MAX_IMAGE_PIXELS` (89,478,485).
+    pub max_image_pixels: u64,
     pub mnist64: Mnist64Config,
     pub loader: LoaderConfig,
 }
 
 impl DataConfig {
-    /// Values without meaning, named by their key.
+    /// Values without meaning, named by their key and allowed range.
     pub fn check(&self) -> std::result::Result<(), String> {
-        if self.loader.batch_size == 0 {
-            return Err("[data.loader] batch_size = 0: it must be at least 1".into());
+        Validate::validate(self)
+    }
+}
+
+impl Validate for DataConfig {
+    fn check(&self, c: &mut Check) {
+        c.int("image_size", self.image_size, 1, MAX_IMAGE_SIDE, "square side for folder and fake data");
+        c.int("fake_len", self.fake_len, 1, MAX_IMAGES, "");
+        c.int("max_image_pixels", self.max_image_pixels, 1, u64::MAX, "a file's width × height");
+        c.section("mnist64", &self.mnist64);
+        c.section("loader", &self.loader);
+        let batch = self.loader.batch_size;
+        if self.source == SourceKind::Fake && self.loader.drop_last {
+            c.rule(
+                self.fake_len >= batch,
+                "fake_len",
+                format_args!(
+                    "= {}: below [data.loader] batch_size = {batch}, so drop_last leaves no batch",
+                    self.fake_len
+                ),
+            );
         }
-        if self.image_size == 0 {
-            return Err("[data] image_size = 0: it must be at least 1".into());
+        if self.source == SourceKind::Mnist64 && self.loader.drop_last {
+            c.rule(
+                self.mnist64.train_size >= batch,
+                "mnist64.train_size",
+                format_args!(
+                    "= {}: below [data.loader] batch_size = {batch}, so drop_last leaves no batch",
+                    self.mnist64.train_size
+                ),
+            );
         }
-        Ok(())
     }
 }
 
@@ -67,6 +102,7 @@ impl Default for DataConfig {
             text_dir: None,
             image_size: 64,
             fake_len: 1024,
+            max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
             mnist64: Mnist64Config::default(),
             loader: LoaderConfig::default(),
         }

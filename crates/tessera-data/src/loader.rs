@@ -37,6 +37,15 @@ pub struct LoaderConfig {
     pub random_caption: bool,
 }
 
+impl tessera_core::Validate for LoaderConfig {
+    fn check(&self, c: &mut tessera_core::Check) {
+        use tessera_core::validate::MAX_BATCH;
+        c.int("batch_size", self.batch_size, 1, MAX_BATCH, "");
+        c.int("workers", self.workers, 0, 256, "0 means 1");
+        c.int("prefetch", self.prefetch, 0, 1024, "batches per worker; 0 means 1");
+    }
+}
+
 impl Default for LoaderConfig {
     fn default() -> Self {
         Self {

@@ -21,6 +21,15 @@ pub struct ClassifierConfig {
     pub blocks: [usize; 4],
 }
 
+impl tessera_core::Validate for ClassifierConfig {
+    fn check(&self, c: &mut tessera_core::Check) {
+        c.int("width", self.width, 1, 1024, "");
+        for (i, b) in self.blocks.iter().enumerate() {
+            c.int(&format!("blocks[{i}]"), *b, 1, 64, "");
+        }
+    }
+}
+
 impl Default for ClassifierConfig {
     fn default() -> Self {
         Self { width: 64, blocks: [2, 2, 2, 2] }

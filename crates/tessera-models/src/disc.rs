@@ -21,6 +21,14 @@ pub struct DiscConfig {
     pub n_layers: i64,
 }
 
+impl tessera_core::Validate for DiscConfig {
+    fn check(&self, c: &mut tessera_core::Check) {
+        c.int("in_channels", self.in_channels, 3, 3, "images are RGB");
+        c.int("ndf", self.ndf, 1, 2048, "");
+        c.int("n_layers", self.n_layers, 1, 8, "strided layers; the image must stay ≥ 3 px after them");
+    }
+}
+
 impl Default for DiscConfig {
     fn default() -> Self {
         Self { in_channels: 3, ndf: 64, n_layers: 3 }

@@ -25,6 +25,15 @@ pub struct AdamConfig {
     pub decoupled: bool,
 }
 
+impl tessera_core::Validate for AdamConfig {
+    fn check(&self, c: &mut tessera_core::Check) {
+        c.unit_open("beta1", self.beta1, "");
+        c.unit_open("beta2", self.beta2, "");
+        c.float_above("eps", self.eps, 0.0, 1.0, "");
+        c.float("weight_decay", self.weight_decay, 0.0, 10.0, "");
+    }
+}
+
 impl Default for AdamConfig {
     /// taming's `Adam(betas=(0.5, 0.9))` (spec §1.5).
     fn default() -> Self {

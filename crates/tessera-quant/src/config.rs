@@ -128,6 +128,38 @@ impl Default for VqConfig {
     }
 }
 
+/// The most codes a codebook may have (2^18).
+pub const MAX_CODES: i64 = 1 << 18;
+/// The widest code vector.
+pub const MAX_DIM: i64 = 8192;
+
+impl tessera_core::Validate for OrthoConfig {
+    fn check(&self, c: &mut tessera_core::Check) {
+        c.weight("weight", self.weight);
+        if let Some(m) = self.max_codes {
+            c.int("max_codes", m, 1, MAX_CODES as usize, "codes in the Gram matrix");
+        }
+    }
+}
+
+impl tessera_core::Validate for VqConfig {
+    fn check(&self, c: &mut tessera_core::Check) {
+        c.int("num_codes", self.num_codes, 1, MAX_CODES, "");
+        c.int("dim", self.dim, 1, MAX_DIM, "");
+        if let Some(d) = self.codebook_dim {
+            c.int("codebook_dim", d, 1, MAX_DIM, "");
+        }
+        c.weight("beta", self.beta);
+        c.unit_open("ema_decay", self.ema_decay, "");
+        c.float_above("ema_eps", self.ema_eps, 0.0, 1.0, "Laplace smoothing");
+        c.int("kmeans_iters", self.kmeans_iters, 0, 10_000, "");
+        c.float("dead_code_threshold", self.dead_code_threshold, 0.0, 1e12, "0 = off");
+        c.int("usage_window", self.usage_window, 1, 1_000_000, "steps");
+        c.int("search_chunk", self.search_chunk, 1, 1 << 24, "vectors per search chunk");
+        c.section("ortho", &self.ortho);
+    }
+}
+
 impl VqConfig {
     /// Width of the vectors in the codebook.
     pub fn lookup_dim(&self) -> i64 {

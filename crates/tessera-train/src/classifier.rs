@@ -32,6 +32,17 @@ pub struct ClassifierRunConfig {
     pub seed: u64,
 }
 
+impl tessera_core::Validate for ClassifierRunConfig {
+    fn check(&self, c: &mut tessera_core::Check) {
+        use tessera_core::validate::{MAX_BATCH, MAX_IMAGES, MAX_STEPS};
+        c.section("model", &self.model);
+        c.int("steps", self.steps, 1, MAX_STEPS, "");
+        c.int("batch_size", self.batch_size, 1, MAX_BATCH, "");
+        c.float_above("learning_rate", self.learning_rate, 0.0, 10.0, "");
+        c.int("val_crops", self.val_crops, 1, MAX_IMAGES, "");
+    }
+}
+
 impl Default for ClassifierRunConfig {
     fn default() -> Self {
         Self {
@@ -106,6 +117,7 @@ pub fn train_classifier(
     device: Device,
     dir: &Path,
 ) -> Result<ClassifierReport> {
+    tessera_core::validate::validate_section("classifier", cfg).map_err(TrainError::Invalid)?;
     let start = std::time::Instant::now();
     tch::manual_seed(cfg.seed as i64);
     let vs = VarStore::new(device);

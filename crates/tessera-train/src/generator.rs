@@ -59,17 +59,9 @@ pub struct GeneratorTask {
     truncated_warned: bool,
 }
 
-/// Values of a generator config without meaning, named by their key.
+/// Values of a generator config without meaning, named by their key and range.
 fn check_config(config: &GeneratorRunConfig) -> Result<()> {
-    config.sample.check().map_err(TrainError::Invalid)?;
-    config.data.check().map_err(TrainError::Invalid)?;
-    let lr = config.optim.learning_rate;
-    if !(lr.is_finite() && lr > 0.0) {
-        return Err(TrainError::Invalid(format!(
-            "[optim] learning_rate = {lr}: it must be a finite number above 0 (Bi-DALL-E: 1e-3)"
-        )));
-    }
-    Ok(())
+    tessera_core::Validate::validate(config).map_err(TrainError::Invalid)
 }
 
 /// Which parameters get weight decay (minGPT: Linear weights only).

@@ -216,27 +216,20 @@ fn stop_non_finite(run: &RunDir, count: usize, step: i64, what: String) -> Train
 
 /// Refuse loop settings that have no meaning (they used to divide by zero or train nothing).
 fn check_loop(cfg: &LoopConfig) -> Result<()> {
-    let bad = |key: &str, v: String, want: &str| {
-        Err(TrainError::Invalid(format!("[train] {key} = {v}: it must be {want}")))
-    };
-    for (key, v) in [
-        ("max_steps", cfg.max_steps),
-        ("checkpoint_every", cfg.checkpoint_every),
-        ("log_every", cfg.log_every),
-    ] {
-        if v < 1 {
-            return bad(key, v.to_string(), "at least 1");
-        }
+    tessera_core::validate::validate_section("train", cfg).map_err(TrainError::Invalid)
+}
+
+impl tessera_core::Validate for LoopConfig {
+    fn check(&self, c: &mut tessera_core::Check) {
+        use tessera_core::validate::MAX_STEPS;
+        c.int("max_steps", self.max_steps, 1, MAX_STEPS, "");
+        c.int("checkpoint_every", self.checkpoint_every, 1, MAX_STEPS, "steps");
+        c.int("log_every", self.log_every, 1, MAX_STEPS, "steps");
+        c.int("image_every", self.image_every, 0, MAX_STEPS, "steps; 0 = never");
+        c.int("validate_every", self.validate_every, 0, MAX_STEPS, "steps; 0 = only at the end");
+        c.int("nan_patience", self.nan_patience, 1, 1_000_000, "non-finite steps before the run stops");
+        c.int("accumulate", self.accumulate, 1, 4096, "micro-batches per optimiser step");
     }
-    for (key, v) in [("image_every", cfg.image_every), ("validate_every", cfg.validate_every)] {
-        if v < 0 {
-            return bad(key, v.to_string(), "0 (never) or more");
-        }
-    }
-    if cfg.nan_patience == 0 {
-        return bad("nan_patience", "0".into(), "at least 1");
-    }
-    Ok(())
 }
 
 /// Batches in one epoch of `loader`; refuses a loop that could not take one step.

@@ -103,7 +103,9 @@ impl TokenizerTask {
             |ds: Arc<dyn Dataset>| DataLoader::new(ds, LoaderConfig::eval(config.eval.batch_size), device);
         let val = Some(eval_loader(config.data.open(Split::Validation, root)?));
         let translated = if config.eval.trans_eq && config.data.source == tessera_data::SourceKind::Mnist64 {
-            Some(eval_loader(config.data.translated(root)?))
+            // Trans_eq_acc compares the 5 images of a group, so its batches hold whole groups.
+            let groups = LoaderConfig::eval(config.eval.batch_size.div_ceil(5) * 5);
+            Some(DataLoader::new(config.data.translated(root)?, groups, device))
         } else {
             None
         };

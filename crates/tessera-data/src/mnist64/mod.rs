@@ -58,6 +58,22 @@ pub struct Mnist64Config {
     pub max_digits: usize,
 }
 
+impl tessera_core::Validate for Mnist64Config {
+    fn check(&self, c: &mut tessera_core::Check) {
+        use tessera_core::validate::MAX_IMAGES;
+        for (key, n) in [
+            ("train_size", self.train_size),
+            ("validation_size", self.validation_size),
+            ("test_size", self.test_size),
+            ("test_unseen_size", self.test_unseen_size),
+            ("translated_groups", self.translated_groups),
+        ] {
+            c.int(key, n, 1, MAX_IMAGES, "images are generated on demand");
+        }
+        c.int("max_digits", self.max_digits, 1, 4, "digits per image");
+    }
+}
+
 impl Default for Mnist64Config {
     fn default() -> Self {
         Self {

@@ -182,32 +182,43 @@ impl BiartConfig {
     pub fn vocab_size(&self) -> i64 {
         self.image_offset() + self.image_vocab as i64
     }
+    /// A config a model can be built from: every range ([`tessera_core::Validate`]) and the
+    /// sizes that come from the tokenizers set.
     pub fn check(&self) -> Result<(), String> {
-        let bad = |m: &str| Err(format!("[model] {m}"));
+        tessera_core::Validate::validate(self)?;
         if self.text_vocab < 5 || self.image_vocab == 0 || self.image_side == 0 {
-            return bad("text_vocab, image_vocab and image_side must be set (they come from the tokenizers)");
-        }
-        if self.text_len < 2 {
-            return bad("text_len must leave room for [CLS] and [SEP]");
-        }
-        if self.n_layer == 0
-            || self.n_head == 0
-            || self.head_dim == 0
-            || self.n_embd == 0
-            || self.ff_mult == 0
-        {
-            return bad("n_layer, n_head, head_dim, n_embd and ff_mult must be positive");
-        }
-        if self.attn_types.is_empty() {
-            return bad("attn_types needs at least one entry");
-        }
-        if self.conv_kernel.is_multiple_of(2) {
-            return bad("conv_kernel must be odd");
-        }
-        if self.loss_weight.is_nan() || self.loss_weight < 0.0 {
-            return bad("loss_weight must be ≥ 0");
+            return Err(
+                "[model] text_vocab, image_vocab and image_side must be set (they come from the tokenizers)"
+                    .into(),
+            );
         }
         Ok(())
+    }
+}
+
+impl tessera_core::Validate for BiartConfig {
+    fn check(&self, c: &mut tessera_core::Check) {
+        let from_tok = "0 = taken from the tokenizers";
+        c.int("text_vocab", self.text_vocab, 0, 1 << 20, from_tok);
+        c.int("image_vocab", self.image_vocab, 0, 1 << 18, from_tok);
+        c.int("image_side", self.image_side, 0, 256, from_tok);
+        c.int("text_len", self.text_len, 2, 4096, "room for [CLS] and [SEP]");
+        c.int("n_layer", self.n_layer, 1, 256, "");
+        c.int("n_head", self.n_head, 1, 256, "");
+        c.int("head_dim", self.head_dim, 1, 1024, "");
+        c.int("n_embd", self.n_embd, 1, 16384, "");
+        c.int("ff_mult", self.ff_mult, 1, 64, "");
+        c.int(
+            "attn_types.len()",
+            self.attn_types.len(),
+            1,
+            256,
+            "one entry at least; layers cycle through them",
+        );
+        c.int("conv_kernel", self.conv_kernel, 1, 63, "odd");
+        c.rule(self.conv_kernel % 2 == 1, "conv_kernel", format_args!("= {}: must be odd", self.conv_kernel));
+        c.weight("loss_weight", self.loss_weight);
+        c.float("dropout", self.dropout, 0.0, 1.0, "");
     }
 }
 

@@ -32,27 +32,25 @@ impl Default for SampleConfig {
 }
 
 impl SampleConfig {
+    /// Every key's range ([`tessera_core::Validate`]), one problem per line.
     pub fn check(&self) -> Result<(), String> {
-        if !self.temperature.is_finite() || self.temperature < 0.0 {
-            return Err(format!(
-                "temperature = {}: it must be a finite number ≥ 0 (0 = greedy)",
-                self.temperature
-            ));
-        }
-        if self.top_k == Some(0) {
-            return Err("top_k must be ≥ 1".into());
+        tessera_core::Validate::validate(self)
+    }
+}
+
+impl tessera_core::Validate for SampleConfig {
+    fn check(&self, c: &mut tessera_core::Check) {
+        // Above 10^4 every distribution is already uniform, and T must stay a finite f32.
+        c.float("temperature", self.temperature, 0.0, 1e4, "0 = greedy");
+        if let Some(k) = self.top_k {
+            c.int("top_k", k, 1, usize::MAX, "");
         }
         if let Some(t) = self.filter_thres {
-            if !(0.0..1.0).contains(&t) {
-                return Err("filter_thres must be in [0, 1)".into());
-            }
+            c.unit_open("filter_thres", t, "keep the top (1 − filter_thres) of the vocabulary");
         }
         if let Some(p) = self.top_p {
-            if p.is_nan() || p <= 0.0 || p > 1.0 {
-                return Err("top_p must be in (0, 1]".into());
-            }
+            c.float_above("top_p", p, 0.0, 1.0, "");
         }
-        Ok(())
     }
 }
 

@@ -91,6 +91,22 @@ pub struct LossConfig {
     pub codebook_weight: f64,
 }
 
+impl tessera_core::Validate for LossConfig {
+    fn check(&self, c: &mut tessera_core::Check) {
+        c.weight("perceptual_weight", self.perceptual_weight);
+        c.weight("disc_weight", self.disc_weight);
+        c.weight("disc_factor", self.disc_factor);
+        c.weight("codebook_weight", self.codebook_weight);
+        c.int(
+            "disc_start",
+            self.disc_start,
+            0,
+            i64::MAX,
+            "the step the GAN term starts; beyond max_steps = never",
+        );
+    }
+}
+
 impl Default for LossConfig {
     fn default() -> Self {
         Self {

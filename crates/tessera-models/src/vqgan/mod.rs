@@ -66,6 +66,35 @@ impl Default for VqganConfig {
     }
 }
 
+impl tessera_core::Validate for VqganConfig {
+    fn check(&self, c: &mut tessera_core::Check) {
+        let groups = "a multiple of 8: taming's GroupNorm(32) needs 32, narrower nets use fewer groups";
+        c.int("ch", self.ch, 8, 2048, groups);
+        c.rule(self.ch % 8 == 0, "ch", format_args!("= {}: must be {groups}", self.ch));
+        c.int("ch_mult.len()", self.ch_mult.len(), 1, 8, "levels; the grid shrinks 2× per extra level");
+        for (i, m) in self.ch_mult.iter().enumerate() {
+            c.int(&format!("ch_mult[{i}]"), *m, 1, 16, "");
+        }
+        c.int("num_res_blocks", self.num_res_blocks, 1, 16, "");
+        c.int("resolution", self.resolution, 1, 4096, "image side");
+        c.int("in_channels", self.in_channels, 3, 3, "images are RGB");
+        c.int("out_ch", self.out_ch, 3, 3, "images are RGB");
+        c.int("z_channels", self.z_channels, 1, 8192, "");
+        c.float("dropout", self.dropout, 0.0, 1.0, "");
+        for (i, r) in self.attn_resolutions.iter().enumerate() {
+            c.int(&format!("attn_resolutions[{i}]"), *r, 1, 4096, "a grid side where attention runs");
+        }
+        if (1..=8).contains(&self.ch_mult.len()) && self.resolution > 0 {
+            let f = self.factor();
+            c.rule(
+                self.resolution % f == 0,
+                "resolution",
+                format_args!("= {}: must be divisible by 2^(len(ch_mult) − 1) = {f}", self.resolution),
+            );
+        }
+    }
+}
+
 impl VqganConfig {
     /// Down-sampling factor f = 2^(levels − 1).
     pub fn factor(&self) -> i64 {

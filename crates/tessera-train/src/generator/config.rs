@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use tessera_core::validate::{Check, Validate, MAX_BATCH, MAX_IMAGES, MAX_STEPS};
 use tessera_data::mnist64::Split;
 use tessera_data::DataConfig;
 use tessera_models::biart::sample::SampleConfig;
@@ -155,5 +156,53 @@ impl Default for GeneratorRunConfig {
             eval: GenEvalConfig::default(),
             train: LoopConfig { max_steps: 20_000, ..LoopConfig::default() },
         }
+    }
+}
+
+impl Validate for GenOptimConfig {
+    fn check(&self, c: &mut Check) {
+        c.float_above("learning_rate", self.learning_rate, 0.0, 10.0, "Bi-DALL-E: 1e-3");
+        c.int("warmup_steps", self.warmup_steps, 0, MAX_STEPS, "");
+        c.int("restart_cycles", self.restart_cycles, 1, 1_000_000, "");
+        c.float("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0, "");
+        c.float("clip_grad_norm", self.clip_grad_norm, 0.0, f64::MAX, "0 = no clipping");
+        c.section("adam", &self.adam);
+    }
+}
+
+impl Validate for TextConfig {
+    fn check(&self, c: &mut Check) {
+        c.int("vocab_size", self.vocab_size, 5, 1 << 20, "BPE target, specials included");
+        c.int("corpus_images", self.corpus_images, 1, MAX_IMAGES, "");
+    }
+}
+
+impl Validate for CodesConfig {
+    fn check(&self, c: &mut Check) {
+        c.int("train_images", self.train_images, 0, MAX_IMAGES, "0 = the whole training split");
+        c.int("batch_size", self.batch_size, 1, MAX_BATCH, "");
+    }
+}
+
+impl Validate for GenEvalConfig {
+    fn check(&self, c: &mut Check) {
+        c.int("loss_images", self.loss_images, 1, MAX_IMAGES, "");
+        c.int("i2t_images", self.i2t_images, 0, MAX_IMAGES, "0 = no I2T during training");
+        c.int("t2i_images", self.t2i_images, 0, MAX_IMAGES, "0 = no T2I during training");
+        c.int("images", self.images, 1, MAX_IMAGES, "per split");
+        c.int("batch_size", self.batch_size, 1, MAX_BATCH, "");
+    }
+}
+
+impl Validate for GeneratorRunConfig {
+    fn check(&self, c: &mut Check) {
+        c.section("data", &self.data);
+        c.section("model", &self.model);
+        c.section("optim", &self.optim);
+        c.section("text", &self.text);
+        c.section("codes", &self.codes);
+        c.section("sample", &self.sample);
+        c.section("eval", &self.eval);
+        c.section("train", &self.train);
     }
 }

@@ -58,6 +58,31 @@ pub struct StudyConfig {
     pub seed: u64,
 }
 
+impl tessera_core::Validate for StudyConfig {
+    fn check(&self, c: &mut tessera_core::Check) {
+        use tessera_core::validate::MAX_IMAGES;
+        c.section("classifier", &self.classifier);
+        c.int("tokenizer_val_batches", self.tokenizer_val_batches, 0, 1_000_000, "0 = all");
+        c.int("eval_images", self.eval_images, 1, MAX_IMAGES, "per split");
+        c.int("arms.len()", self.arms.len(), 1, 64, "");
+        for (i, arm) in self.arms.iter().enumerate() {
+            let safe = !arm.name.is_empty()
+                && arm.name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+            c.rule(
+                safe,
+                &format!("arms[{i}].name"),
+                format_args!(
+                    "= {:?}: it names a folder, so it must be letters, digits, '-' or '_'",
+                    arm.name
+                ),
+            );
+            let unique = self.arms.iter().filter(|a| a.name == arm.name).count() == 1;
+            c.rule(unique, &format!("arms[{i}].name"), format_args!("= {:?}: two arms share it", arm.name));
+            c.weight(&format!("arms[{i}].ortho_weight"), arm.ortho_weight);
+        }
+    }
+}
+
 impl Default for StudyConfig {
     fn default() -> Self {
         Self {
@@ -198,7 +223,7 @@ fn stage(dir: &Path, name: &str, work: impl FnOnce() -> Result<()>) -> Result<f6
     Ok(rec.seconds)
 }
 
-fn load_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+fn load_toml<T: serde::de::DeserializeOwned + tessera_core::Validate>(path: &Path) -> Result<T> {
     tessera_core::ConfigSource::new(Some(path.to_path_buf()), Vec::new())
         .load()
         .map_err(|e| TrainError::Invalid(e.to_string()))

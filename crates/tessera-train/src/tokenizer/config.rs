@@ -3,6 +3,7 @@
 //! MNIST64x64 (wcshin-git/TE-VQGAN@248f883; spec §2.5) with λ_o = 0.
 
 use serde::{Deserialize, Serialize};
+use tessera_core::validate::{Check, Validate, MAX_BATCH, MAX_STEPS};
 use tessera_data::DataConfig;
 use tessera_models::disc::DiscConfig;
 pub use tessera_models::vqgan::loss::{DiscInput, DiscLoss, LossConfig, PixelLoss};
@@ -108,42 +109,57 @@ impl TokenizerRunConfig {
         }
     }
 
-    /// Checks that do not need data.
+    /// Every key's range and the rules between keys ([`Validate`]); no data needed.
     pub fn validate(&self) -> Result<()> {
-        self.data.check().map_err(TrainError::Invalid)?;
-        if self.eval.batch_size == 0 {
-            return Err(TrainError::Invalid("[eval] batch_size = 0: it must be at least 1".into()));
+        Validate::validate(self).map_err(TrainError::Invalid)
+    }
+}
+
+impl Validate for OptimConfig {
+    fn check(&self, c: &mut Check) {
+        c.float_above("base_learning_rate", self.base_learning_rate, 0.0, 10.0, "TE-VQGAN: 8e-6");
+        c.int("warmup_steps", self.warmup_steps, 0, MAX_STEPS, "");
+        c.float("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0, "");
+        if let Some(g) = self.clip_grad_norm {
+            c.float_above("clip_grad_norm", g, 0.0, f64::MAX, "");
         }
-        if !(self.optim.base_learning_rate.is_finite() && self.optim.base_learning_rate > 0.0) {
-            return Err(TrainError::Invalid(format!(
-                "[optim] base_learning_rate = {}: it must be a finite number above 0 (TE-VQGAN: 8e-6)",
-                self.optim.base_learning_rate
-            )));
+        if let Some(d) = self.weight_ema {
+            c.unit_open("weight_ema", d, "EMA decay");
         }
-        if self.quantizer.dim <= 0 || self.quantizer.num_codes <= 0 {
-            return Err(TrainError::Invalid(format!(
-                "[quantizer] dim = {} and num_codes = {}: both must be at least 1",
-                self.quantizer.dim, self.quantizer.num_codes
-            )));
-        }
-        if self.model.ch < 8 || self.model.ch % 8 != 0 {
-            return Err(TrainError::Invalid(format!(
-                "model.ch must be a positive multiple of 8 (taming's GroupNorm(32) needs 32; narrower nets use fewer groups), got {}",
-                self.model.ch
-            )));
-        }
-        if self.model.resolution % self.model.factor() != 0 {
-            return Err(TrainError::Invalid(
-                "model.resolution must be divisible by 2^(len(ch_mult)-1)".into(),
-            ));
+        c.section("adam", &self.adam);
+    }
+}
+
+impl Validate for EvalConfig {
+    fn check(&self, c: &mut Check) {
+        c.int("val_batches", self.val_batches, 0, 1_000_000, "0 = the whole split");
+        c.int("batch_size", self.batch_size, 1, MAX_BATCH, "");
+    }
+}
+
+impl Validate for TokenizerRunConfig {
+    fn check(&self, c: &mut Check) {
+        c.section("data", &self.data);
+        c.section("model", &self.model);
+        c.section("quantizer", &self.quantizer);
+        c.section("disc", &self.disc);
+        c.section("loss", &self.loss);
+        c.section("optim", &self.optim);
+        c.section("train", &self.train);
+        c.section("eval", &self.eval);
+        let (res, n) = (self.model.resolution, self.disc.n_layers);
+        if (1..=8).contains(&n) {
+            c.rule(
+                res >> n >= 3,
+                "disc.n_layers",
+                format_args!(
+                "= {n}: a {res}-px image must stay ≥ 3 px after {n} halvings (PatchGAN's last two 4×4 convs)"
+            ),
+            );
         }
         if self.loss.perceptual_weight > 0.0 && self.loss.perceptual_weights.is_none() {
-            return Err(TrainError::Invalid(
-                "loss.perceptual_weight > 0 needs loss.perceptual_weights: train the in-domain network with \
-                 `tessera train perceptual --out RUN` (or supply VGG16 weights), or set loss.perceptual_weight = 0"
-                    .into(),
-            ));
+            c.rule(false, "loss.perceptual_weights", "loss.perceptual_weight > 0 needs it: train the in-domain network \
+                with `tessera train perceptual --out RUN` (or supply VGG16 weights), or set loss.perceptual_weight = 0");
         }
-        Ok(())
     }
 }

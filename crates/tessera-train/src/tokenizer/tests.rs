@@ -187,5 +187,5 @@ fn meaningless_values_name_their_key() {
     assert!(e.contains("[quantizer] dim") && !e.contains("model.ch"), "{e}");
     let mut c = config(DiscInput::Recompute);
     c.model.ch = 12;
-    assert!(c.validate().unwrap_err().to_string().contains("model.ch"));
+    assert!(c.validate().unwrap_err().to_string().contains("[model] ch = 12"));
 }
