@@ -9,7 +9,7 @@
 //! kill interrupts still depends on the machine's timing; what is asserted does not.
 //!
 //! Two more tests aim at what random kills reach too rarely: a kill inside `fsutil::write_atomic`
-//! (`RUN/.tmp*`), and a stale lock whose pid is alive again.
+//! (`RUN/.tessera-tmp*`), and a stale lock whose pid is alive again.
 
 use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
@@ -177,7 +177,7 @@ struct Kills {
     fresh_restarts: usize,
     /// The step each `--resume` continued from.
     resumed_at: Vec<i64>,
-    /// `RUN/.tmp*` files (`fsutil::write_atomic` of config.toml, metrics.jsonl, tokenizer.json)
+    /// `RUN/.tessera-tmp*` files (`fsutil::write_atomic` of config.toml, metrics.jsonl, tokenizer.json)
     /// that a kill left; reported here, asserted on by
     /// `temporaries_of_killed_atomic_writes_are_removed_on_resume`.
     stray_tmp: BTreeSet<String>,
@@ -220,7 +220,7 @@ fn kill_and_resume(args: &[String], run: &Path, logs: &Path, full: Duration, see
         let new_write = left.difference(&stale).next().is_some();
         k.in_write += usize::from(new_write);
         k.stale_locks += usize::from(run.join(".lock").exists());
-        k.stray_tmp.extend(named(run, &[".tmp"]));
+        k.stray_tmp.extend(named(run, &[".tessera-tmp"]));
         // An attempt that began or finished a write had taken the lock and cleaned up before.
         if new_write || modified(&ck) != written {
             let kept: Vec<_> = left.intersection(&stale).collect();
@@ -345,7 +345,7 @@ fn kill_after_first_checkpoint(args: &[String], run: &Path, log: &Path) {
 }
 
 /// A kill inside `fsutil::write_atomic` (config.toml and metrics.jsonl at every start) leaves a
-/// `RUN/.tmpXXXXXX`; resuming the run must remove it, as it removes checkpoint temporaries.
+/// `RUN/.tessera-tmpXXXXXX`; resuming the run must remove it, as it removes checkpoint temporaries.
 #[test]
 fn temporaries_of_killed_atomic_writes_are_removed_on_resume() {
     let root = tempfile::tempdir().unwrap();
@@ -357,19 +357,19 @@ fn temporaries_of_killed_atomic_writes_are_removed_on_resume() {
         let mut child = spawn(&args, &run, true, &log);
         // Killed as soon as an atomic write has created its temporary file.
         while child.try_wait().unwrap().is_none() {
-            if !named(&run, &[".tmp"]).is_empty() {
+            if !named(&run, &[".tessera-tmp"]).is_empty() {
                 let _ = child.kill();
             }
             poll();
         }
-        left = named(&run, &[".tmp"]);
+        left = named(&run, &[".tessera-tmp"]);
         if !left.is_empty() {
             break;
         }
     }
     assert!(!left.is_empty(), "no kill landed inside an atomic write in {MAX_ATTEMPTS} attempts");
     train(&args, &run, true, &log);
-    let kept = named(&run, &[".tmp"]);
+    let kept = named(&run, &[".tessera-tmp"]);
     assert!(
         kept.is_empty(),
         "{kept:?} (left by a kill during an atomic write) still in {} after --resume",

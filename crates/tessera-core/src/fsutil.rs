@@ -4,6 +4,10 @@
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
+/// Name prefix of [`write_atomic`]'s temporary files, so that a run can remove the ones a killed
+/// process left behind.
+pub const TEMP_PREFIX: &str = ".tessera-tmp";
+
 /// Write `bytes` to `path` atomically: a temporary file in the same directory is written,
 /// flushed to disk and renamed over `path`. Parent directories are created.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -12,7 +16,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;

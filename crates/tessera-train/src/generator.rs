@@ -385,6 +385,8 @@ pub fn train(
     dir: &Path,
     resume: bool,
 ) -> Result<(GeneratorTask, crate::runner::Summary)> {
+    // Locked before the task is built: building it writes the caption tokenizer and code cache.
+    let lock = crate::runner::lock_run(dir)?;
     let mut task = GeneratorTask::new(config, device, root, dir)?;
     // The stored config names the tokenizer and classifier relative to the run, so that a run
     // used from another directory, or moved together with them, still finds them.
@@ -396,7 +398,7 @@ pub fn train(
         Arc::new(Subset::new(task.config.data.open(Split::Train, root)?, task.config.codes.train_images));
     let loader = DataLoader::new(train_set, task.config.data.loader.clone(), device);
     let cfg = task.config.train.clone();
-    let summary = crate::runner::run(&mut task, &loader, &cfg, dir, &toml, resume)?;
+    let summary = crate::runner::run_locked(&mut task, &loader, &cfg, &lock, &toml, resume)?;
     Ok((task, summary))
 }
 

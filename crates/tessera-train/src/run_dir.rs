@@ -26,17 +26,27 @@ impl RunDir {
         self.0.join("plots")
     }
 
-    /// Remove the temporary files of checkpoint writes that a killed process left behind
-    /// (`checkpoints/.ckpt*`, `checkpoints/.last-good*`). Returns how many were removed.
+    /// Remove the temporary files that a killed process left behind, in the run and its direct
+    /// subfolders: checkpoint writes (`.ckpt*`, `.last-good*`), atomic writes of configs, metrics,
+    /// plots and tokenizers (`.tessera-tmp*`), and cache writes (`.*.tmp`). Returns how many.
     pub fn clean_temporaries(&self) -> Result<usize> {
-        let dir = self.0.join("checkpoints");
-        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(0) };
+        let is_temporary = |name: &str| {
+            [".ckpt", ".last-good", tessera_core::fsutil::TEMP_PREFIX].iter().any(|p| name.starts_with(p))
+                || (name.starts_with('.') && name.ends_with(".tmp"))
+        };
+        let mut dirs = vec![self.0.clone()];
+        if let Ok(entries) = std::fs::read_dir(&self.0) {
+            dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+        }
         let mut removed = 0;
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            if name.starts_with(".ckpt") || name.starts_with(".last-good") {
-                std::fs::remove_file(e.path()).map_err(|err| TrainError::io(e.path(), err))?;
-                removed += 1;
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if is_temporary(&name) && e.path().is_file() {
+                    std::fs::remove_file(e.path()).map_err(|err| TrainError::io(e.path(), err))?;
+                    removed += 1;
+                }
             }
         }
         Ok(removed)
@@ -69,42 +79,69 @@ impl RunDir {
         Ok(true)
     }
 
-    /// Lock the run for this process (`RUN/.lock` holds its pid); refused while another live
-    /// process holds it. A lock left by a process that no longer runs is taken over.
+    /// Lock the run for this process: an OS file lock (`flock`) on `RUN/.lock`, which also holds
+    /// the pid for the message. Refused while another process holds it. The kernel releases the
+    /// lock when its process dies, however it dies, so a `kill -9` never leaves a lock that blocks
+    /// a resume (a pid check cannot promise that: pids are reused, and in a container the run is
+    /// process 1 every time).
     pub fn lock(&self) -> Result<RunLock> {
         let path = self.0.join(".lock");
-        for _ in 0..2 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut f) => {
-                    write!(f, "{}", std::process::id()).map_err(|e| TrainError::io(&path, e))?;
-                    return Ok(RunLock { path });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                    let alive = holder
-                        .trim()
-                        .parse::<u32>()
-                        .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-                    if alive {
-                        return Err(TrainError::Invalid(format!(
-                            "{} is in use: process {} is training in it (lock {}); wait for it or stop it, or train into another --out",
-                            self.0.display(),
-                            holder.trim(),
-                            path.display()
-                        )));
+        let io = |e| TrainError::io(&path, e);
+        for _ in 0..8 {
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(io)?;
+            match file.try_lock() {
+                Ok(()) => {
+                    // The previous holder removes the file before it unlocks: if it did so after we
+                    // opened it, we hold a lock on a name nobody else sees, so open the new one.
+                    if !same_file(&file, &path) {
+                        continue;
                     }
-                    std::fs::remove_file(&path).map_err(|e| TrainError::io(&path, e))?;
+                    file.set_len(0).map_err(io)?;
+                    write!(file, "{}", std::process::id()).map_err(io)?;
+                    return Ok(RunLock { path, _file: file });
                 }
-                Err(e) => return Err(TrainError::io(&path, e)),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                    return Err(TrainError::Invalid(format!(
+                        "{} is in use: process {} is training in it (lock {}); wait for it or stop it, or train into another --out",
+                        self.0.display(),
+                        holder.trim(),
+                        path.display()
+                    )));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
             }
         }
         Err(TrainError::Invalid(format!("could not take the lock {}", path.display())))
     }
 }
 
-/// Held while a process trains in a run; removes `RUN/.lock` when dropped.
+/// Whether the open `file` is the file `path` names now (same device and inode).
+fn same_file(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Held while a process trains in a run. Dropping it removes `RUN/.lock`, then unlocks.
 pub struct RunLock {
     path: PathBuf,
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    /// The locked run directory.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().expect("RUN/.lock has a parent")
+    }
 }
 
 impl Drop for RunLock {
@@ -196,8 +233,17 @@ mod tests {
         assert!(e.contains("is in use") && e.contains(&std::process::id().to_string()), "{e}");
         drop(held);
         assert!(!d.path().join(".lock").exists(), "released on drop");
-        std::fs::write(d.path().join(".lock"), "999999999").unwrap();
-        let _again = run.lock().expect("a lock of a dead process is stale");
+        // A lock file nobody holds (its process died) is taken over, whatever pid it names, even
+        // this process's own (pids are reused).
+        for pid in ["999999999".to_string(), std::process::id().to_string()] {
+            std::fs::write(d.path().join(".lock"), &pid).unwrap();
+            let again = run.lock().expect("a lock file nobody holds is stale");
+            assert_eq!(
+                std::fs::read_to_string(d.path().join(".lock")).unwrap(),
+                std::process::id().to_string()
+            );
+            drop(again);
+        }
     }
 
     #[test]
@@ -206,8 +252,12 @@ mod tests {
         let run = RunDir(d.path().to_path_buf());
         std::fs::create_dir_all(d.path().join("checkpoints")).unwrap();
         std::fs::write(d.path().join("checkpoints/.ckpt12345"), b"half").unwrap();
+        std::fs::write(d.path().join(".tessera-tmpAbC123"), b"half a config").unwrap();
+        std::fs::write(d.path().join(".codes_train.safetensors.tmp"), b"half a cache").unwrap();
+        std::fs::write(d.path().join("metrics.jsonl"), b"kept").unwrap();
         std::fs::write(run.checkpoint(), b"good").unwrap();
-        assert_eq!(run.clean_temporaries().unwrap(), 1);
+        assert_eq!(run.clean_temporaries().unwrap(), 3);
+        assert!(d.path().join("metrics.jsonl").exists() && run.checkpoint().exists());
         assert!(!run.roll_back().unwrap(), "nothing to roll back to yet");
         run.promote_last_good().unwrap();
         // The next save replaces last.safetensors by rename, as checkpoint::save does.

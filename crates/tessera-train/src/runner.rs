@@ -17,8 +17,8 @@ use tessera_data::{Batch, DataLoader};
 use crate::checkpoint;
 use crate::error::{Result, TrainError};
 use crate::metrics::{MetricsLog, Record};
-use crate::run_dir::Health;
 pub use crate::run_dir::RunDir;
+use crate::run_dir::{Health, RunLock};
 
 /// Loop settings (`[train]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -112,10 +112,29 @@ pub fn run<T: Task>(
     config_toml: &str,
     resume: bool,
 ) -> Result<Summary> {
-    check_loop(cfg)?;
-    let run = RunDir(dir.to_path_buf());
+    let lock = lock_run(dir)?;
+    run_locked(task, loader, cfg, &lock, config_toml, resume)
+}
+
+/// Create the run directory `dir` and lock it for this process ([`RunDir::lock`]). Tasks that
+/// write into the run while they are built (the generator's caches) take the lock first.
+pub fn lock_run(dir: &Path) -> Result<RunLock> {
     std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
-    let _lock = run.lock()?;
+    RunDir(dir.to_path_buf()).lock()
+}
+
+/// [`run`] in a run this process has locked.
+pub fn run_locked<T: Task>(
+    task: &mut T,
+    loader: &DataLoader,
+    cfg: &LoopConfig,
+    lock: &RunLock,
+    config_toml: &str,
+    resume: bool,
+) -> Result<Summary> {
+    check_loop(cfg)?;
+    let dir = lock.dir();
+    let run = RunDir(dir.to_path_buf());
     run.clean_temporaries()?;
     let ckpt_path = run.checkpoint();
     let mut step = resume_step(task, dir, &ckpt_path, resume)?;
