@@ -156,13 +156,16 @@ fn read_images(paths: &[PathBuf], size: u32) -> Result<Vec<image::RgbImage>> {
     paths
         .iter()
         .map(|p| {
-            let img = image::open(p).with_context(|| format!("reading {}", p.display()))?;
+            // The size is checked from the header, before decoding: a huge file costs nothing.
+            let (w, h) = tessera_data::image_file::dimensions(p)?;
+            if w != size || h != size {
+                bail!("{} is {w}×{h}, the tokenizer was trained on {size}×{size} images: resize or crop it first", p.display());
+            }
+            let img = tessera_data::image_file::decode_checked(p, u64::from(size) * u64::from(size))
+                .with_context(|| format!("reading {}", p.display()))?;
             let channels = img.color().channel_count();
             if channels == 2 || channels == 4 {
                 bail!("{} has {channels} channels (with alpha); the tokenizer takes RGB or gray images: drop the alpha channel first", p.display());
-            }
-            if img.width() != size || img.height() != size {
-                bail!("{} is {}×{}, the tokenizer was trained on {size}×{size} images: resize or crop it first", p.display(), img.width(), img.height());
             }
             Ok(img.to_rgb8())
         })

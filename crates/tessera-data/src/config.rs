@@ -14,8 +14,7 @@ use crate::loader::LoaderConfig;
 use crate::mnist::Mnist;
 use crate::mnist64::{Mnist64, Mnist64Config, Split, TranslatedSet};
 
-/// Pillow's `Image.MAX_IMAGE_PIXELS`: `1024 · 1024 · 1024 / 4 / 3`.
-pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 89_478_485;
+pub use crate::image_file::DEFAULT_MAX_IMAGE_PIXELS;
 /// The largest square side a folder or fake source resizes to.
 pub const MAX_IMAGE_SIDE: u32 = 4096;
 
@@ -135,10 +134,13 @@ impl DataConfig {
         };
         Ok(match self.source {
             SourceKind::Mnist64 => Arc::new(self.mnist64(root)?.split(split)),
-            SourceKind::Folder => Arc::new(ImageFolder::open(&folder_path()?, resize)?),
-            SourceKind::CaptionFolder => {
-                Arc::new(ImageFolder::open_captioned(&folder_path()?, self.text_dir.as_deref(), resize)?)
+            SourceKind::Folder => {
+                Arc::new(ImageFolder::open(&folder_path()?, resize)?.with_max_pixels(self.max_image_pixels))
             }
+            SourceKind::CaptionFolder => Arc::new(
+                ImageFolder::open_captioned(&folder_path()?, self.text_dir.as_deref(), resize)?
+                    .with_max_pixels(self.max_image_pixels),
+            ),
             SourceKind::Fake => {
                 Arc::new(FakeData { len: self.fake_len, size: self.image_size, seed: self.loader.seed })
             }

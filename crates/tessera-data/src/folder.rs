@@ -11,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::dataset::{Dataset, Sample};
 use crate::error::{DataError, Result};
+use crate::image_file::{check_resize, decode_checked, DEFAULT_MAX_IMAGE_PIXELS};
 use crate::transform::{random_resized_crop, resize_center_crop};
 
 pub const IMAGE_EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "webp"];
@@ -63,15 +64,10 @@ impl Resize {
     }
 }
 
-/// Decode an image file to RGB (gray is replicated, alpha dropped, as PIL's `convert('RGB')`).
-pub fn load_rgb(path: &Path) -> Result<image::RgbImage> {
-    let img = image::ImageReader::open(path)
-        .map_err(|e| DataError::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| DataError::io(path, e))?
-        .decode()
-        .map_err(|e| DataError::Image { path: path.into(), reason: e.to_string() })?;
-    Ok(img.to_rgb8())
+/// Decode an image file to RGB (gray is replicated, alpha dropped, as PIL's `convert('RGB')`),
+/// refusing files over `max_pixels` before decoding ([`decode_checked`]).
+pub fn load_rgb(path: &Path, max_pixels: u64) -> Result<image::RgbImage> {
+    Ok(decode_checked(path, max_pixels)?.to_rgb8())
 }
 
 #[derive(Debug, Default)]
@@ -104,6 +100,7 @@ pub struct ImageFolder {
     entries: Vec<Entry>,
     resize: Resize,
     skipped: SkipLog,
+    max_pixels: u64,
 }
 
 impl ImageFolder {
@@ -160,7 +157,24 @@ impl ImageFolder {
         if entries.is_empty() {
             return Err(DataError::EmptyFolder { path: root.into(), detail });
         }
-        Ok(Self { root: root.into(), entries, resize, skipped })
+        Ok(Self { root: root.into(), entries, resize, skipped, max_pixels: DEFAULT_MAX_IMAGE_PIXELS })
+    }
+}
+
+impl ImageFolder {
+    /// Refuse image files with more than `max_pixels` pixels, and resizes that would make one
+    /// (`data.max_image_pixels`).
+    pub fn with_max_pixels(mut self, max_pixels: u64) -> Self {
+        self.max_pixels = max_pixels;
+        self
+    }
+
+    fn load(&self, path: &Path) -> Result<image::RgbImage> {
+        let img = load_rgb(path, self.max_pixels)?;
+        if let Resize::Eval { size } = self.resize {
+            check_resize(path, img.width(), img.height(), size, self.max_pixels)?;
+        }
+        Ok(img)
     }
 }
 
@@ -174,7 +188,7 @@ impl Dataset for ImageFolder {
         let n = self.entries.len();
         for k in 0..n {
             let e = &self.entries[(index + k) % n];
-            match load_rgb(&e.image) {
+            match self.load(&e.image) {
                 Ok(img) => {
                     return Ok(Sample { image: self.resize.apply(&img, rng), captions: e.captions.clone() })
                 }

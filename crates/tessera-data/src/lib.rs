@@ -2,6 +2,7 @@
 //!
 //! - [`idx`], [`mnist`], [`fetch`]: MNIST / Fashion-MNIST from package registries, verified.
 //! - [`mnist64`]: the MNIST64x64 protocol (scenes, captions, parser, splits, translated set).
+//! - [`image_file`]: image files decoded with bounded work (pixel limit before decoding).
 //! - [`folder`]: users' image folders and image+caption folders, fake data.
 //! - [`text`]: the BPE caption tokenizer.
 //! - [`loader`]: worker threads, bounded prefetch, deterministic batches as tensors.
@@ -14,6 +15,7 @@ pub mod export;
 pub mod fetch;
 pub mod folder;
 pub mod idx;
+pub mod image_file;
 pub mod loader;
 pub mod mnist;
 pub mod mnist64;

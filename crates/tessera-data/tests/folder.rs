@@ -107,3 +107,29 @@ fn folder_source_without_path_says_so() {
     let e = c.open(tessera_data::Split::Train, Path::new("/nonexistent")).err().unwrap().to_string();
     assert!(e.contains("tessera data fetch"), "{e}");
 }
+
+/// Bounded work on hostile files: a 1×60000 strip (cheap to decode, gigabytes once its short side
+/// is resized) and a file over the pixel limit are skipped with the reason, before the work.
+#[test]
+fn oversized_and_elongated_images_are_refused_before_decoding_or_resizing() {
+    let dir = tempfile::tempdir().unwrap();
+    png(&dir.path().join("a_ok.png"), 32, 32, 10);
+    png(&dir.path().join("b_strip.png"), 1, 60000, 20);
+    png(&dir.path().join("c_big.png"), 300, 300, 30);
+    let ds = ImageFolder::open(dir.path(), Resize::Eval { size: 64 }).unwrap().with_max_pixels(80_000);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    for i in 0..3 {
+        let s = ds.get(i, &mut rng).unwrap();
+        assert_eq!(s.image.get_pixel(8, 8)[0], 10, "only the small image is usable");
+    }
+    let skipped = ds.skipped();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert!(skipped[0].1.contains("too elongated"), "{}", skipped[0].1);
+    assert!(skipped[1].1.contains("300×300 = 90000 pixels"), "{}", skipped[1].1);
+    // The limit is a config key.
+    let c: DataConfig = tessera_core::config::load_str("", &["max_image_pixels=1000".into()], "x").unwrap();
+    assert_eq!(c.max_image_pixels, 1000);
+    let e =
+        tessera_core::config::load_str::<DataConfig>("", &["max_image_pixels=0".into()], "x").unwrap_err();
+    assert!(e.to_string().contains("max_image_pixels = 0"), "{e}");
+}

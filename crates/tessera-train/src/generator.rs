@@ -423,8 +423,18 @@ pub fn load_run(dir: &Path, device: Device, root: &Path) -> Result<GeneratorTask
 /// Check an image file for `generate i2t`: RGB of the tokenizer's resolution, as a `(1, 3, H, W)`
 /// tensor in `[-1, 1]`.
 pub fn load_image_for(task: &GeneratorTask, path: &Path) -> Result<Tensor> {
-    let img = image::open(path)
-        .map_err(|e| TrainError::Invalid(format!("{}: cannot read image ({e})", path.display())))?;
+    let unreadable = |e: tessera_data::DataError| TrainError::Invalid(format!("cannot read image ({e})"));
+    // The size is checked from the header, before decoding: a huge file costs nothing.
+    let (w, h) = tessera_data::image_file::dimensions(path).map_err(unreadable)?;
+    let r = task.tokenizer.resolution() as u32;
+    if w != r || h != r {
+        return Err(TrainError::Invalid(format!(
+            "{} is {w}×{h}, but this generator's tokenizer takes {r}×{r} images",
+            path.display()
+        )));
+    }
+    let img =
+        tessera_data::image_file::decode_checked(path, u64::from(r) * u64::from(r)).map_err(unreadable)?;
     // As `encode`: an alpha channel is refused rather than silently dropped.
     let channels = img.color().channel_count();
     if channels == 2 || channels == 4 {
@@ -433,15 +443,5 @@ pub fn load_image_for(task: &GeneratorTask, path: &Path) -> Result<Tensor> {
             path.display()
         )));
     }
-    let img = img.to_rgb8();
-    let r = task.tokenizer.resolution() as u32;
-    if img.width() != r || img.height() != r {
-        return Err(TrainError::Invalid(format!(
-            "{} is {}×{}, but this generator's tokenizer takes {r}×{r} images",
-            path.display(),
-            img.width(),
-            img.height()
-        )));
-    }
-    Ok(images_to_tensor(&[img])?.to_device(task.device))
+    Ok(images_to_tensor(&[img.to_rgb8()])?.to_device(task.device))
 }

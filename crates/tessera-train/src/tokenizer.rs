@@ -22,7 +22,7 @@ pub use config::*;
 pub use import::*;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tch::nn::VarStore;
@@ -418,13 +418,24 @@ pub fn train(
     dir: &Path,
     resume: bool,
 ) -> Result<(TokenizerTask, crate::runner::Summary)> {
+    // Perceptual weights named relative to the run (as a stored config names them) resolve there.
+    let config = perceptual_paths(config, |p| tessera_core::fsutil::resolve_in_run(p, dir));
     // The task first: it validates the config before a loader is built from it.
     let mut task = TokenizerTask::new(config.clone(), device, root)?;
-    let toml = tessera_core::config::to_toml(&config);
+    // The stored config names them relative to the run, so that runs can move with their weights.
+    let stored = perceptual_paths(config.clone(), |p| tessera_core::fsutil::relative_to(p, dir));
+    let toml = tessera_core::config::to_toml(&stored);
     let train_set = config.data.open(Split::Train, root)?;
     let loader = DataLoader::new(train_set, config.data.loader.clone(), device);
     let summary = crate::runner::run(&mut task, &loader, &config.train, dir, &toml, resume)?;
     Ok((task, summary))
+}
+
+/// `config` with `f` applied to the perceptual network's weight paths.
+fn perceptual_paths(mut config: TokenizerRunConfig, f: impl Fn(&Path) -> PathBuf) -> TokenizerRunConfig {
+    config.loss.perceptual_weights = config.loss.perceptual_weights.as_deref().map(&f);
+    config.loss.perceptual_heads = config.loss.perceptual_heads.as_deref().map(&f);
+    config
 }
 
 /// Rebuild a trained tokenizer from its run directory (config + last checkpoint).
@@ -438,6 +449,7 @@ pub fn load_run(dir: &Path, device: Device, root: &Path) -> Result<TokenizerTask
     let config: TokenizerRunConfig =
         tessera_core::config::load_str(&ck.meta.config, &[], &ckpt.display().to_string())
             .map_err(|e| TrainError::Invalid(e.to_string()))?;
+    let config = perceptual_paths(config, |p| tessera_core::fsutil::resolve_in_run(p, dir));
     let mut task = TokenizerTask::new(config, device, root)?;
     task.load_state(&ck.tensors, &ckpt)?;
     Ok(task)

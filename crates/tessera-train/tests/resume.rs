@@ -332,3 +332,33 @@ fn accumulated_micro_batches_step_like_one_large_batch() {
         assert!(v.equal(&c[k]), "{k} differs after resume");
     }
 }
+
+/// A run names its perceptual weights relative to itself, so a run moved together with its
+/// weights still loads, and resumes.
+#[test]
+fn perceptual_weight_paths_are_stored_relative_to_the_run() {
+    use tessera_models::perceptual::{Backbone, Lpips};
+    let _serial = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let (old, new) = (d.path().join("old"), d.path().join("new"));
+    std::fs::create_dir_all(old.join("weights")).unwrap();
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let _net = Lpips::new(&vs.root(), Backbone::Tiny, false);
+    vs.save(old.join("weights/perceptual.safetensors")).unwrap();
+    let mut cfg = tiny(2);
+    cfg.loss.perceptual_weight = 0.1;
+    cfg.loss.perceptual_backbone = Backbone::Tiny;
+    cfg.loss.perceptual_weights = Some(old.join("weights/perceptual.safetensors"));
+    let run = old.join("runs/a");
+    tokenizer::train(cfg, Device::Cpu, Path::new("x"), &run, false).unwrap();
+    let stored = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(stored.contains("perceptual_weights = \"../../weights/perceptual.safetensors\""), "{stored}");
+    std::fs::rename(&old, &new).unwrap();
+    let moved = new.join("runs/a");
+    let task = tokenizer::load_run(&moved, Device::Cpu, Path::new("x")).expect("loads after the move");
+    assert_eq!(task.config.loss.perceptual_weights, Some(moved.join("../../weights/perceptual.safetensors")));
+    // --resume reads the stored (relative) config, as the CLI does.
+    let again: TokenizerRunConfig =
+        tessera_core::config::load_str(&stored, &["train.max_steps=3".into()], "t").unwrap();
+    tokenizer::train(again, Device::Cpu, Path::new("x"), &moved, true).expect("resumes after the move");
+}

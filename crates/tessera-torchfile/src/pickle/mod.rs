@@ -24,8 +24,11 @@ use values::*;
 
 /// Deeper values are refused: dropping, cloning, printing or flattening one recurses per level.
 const MAX_DEPTH: usize = 1000;
-/// Memo stores, memo fetches and DUP copy at most this many bytes in all (a pickle bomb's guard).
-const MAX_COPY_BYTES: usize = 2 << 30;
+/// Memo stores, memo fetches and DUP copy at most this many bytes in all (a pickle bomb's guard):
+/// 64 MiB. A state dict or Lightning checkpoint copies only small values (keys, storage
+/// locations, tuples of sizes), kilobytes to a few MiB; a doubling bomb reaches the limit within
+/// about 26 opcodes and is refused after at most 64 MiB of work.
+pub const MAX_COPY_BYTES: usize = 64 << 20;
 
 /// A pickled value.
 #[derive(Debug, Clone, PartialEq)]
