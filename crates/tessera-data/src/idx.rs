@@ -20,15 +20,23 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
+/// The most bytes a gzipped IDX file may decompress to (MNIST's largest file holds 47 MB).
+pub const MAX_IDX_BYTES: u64 = 1 << 30;
+
 /// Read an IDX file, decompressing it first if it starts with the gzip magic bytes.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
     let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(|e| DataError::Idx {
-            path: path.into(),
-            reason: format!("gzip stream is corrupt: {e}"),
-        })?;
+        flate2::read::GzDecoder::new(&raw[..]).take(MAX_IDX_BYTES + 1).read_to_end(&mut out).map_err(
+            |e| DataError::Idx { path: path.into(), reason: format!("gzip stream is corrupt: {e}") },
+        )?;
+        if out.len() as u64 > MAX_IDX_BYTES {
+            return Err(DataError::Idx {
+                path: path.into(),
+                reason: format!("it decompresses to more than {} MiB (a gzip bomb?)", MAX_IDX_BYTES >> 20),
+            });
+        }
         out
     } else {
         raw
@@ -56,7 +64,10 @@ pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
     let dims: Vec<usize> = (0..ndim)
         .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize)
         .collect();
-    let expected: usize = dims.iter().product();
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| format!("dimensions {dims:?} multiply past the address space"))?;
     let body = &bytes[header..];
     if body.len() < expected {
         return Err(format!(
@@ -149,6 +160,14 @@ mod tests {
         assert_eq!((a.count, a.rows, a.cols), (2, 2, 3));
         assert_eq!(a.image(1), &[7, 8, 9, 10, 11, 12]);
         assert_eq!(a.pixels, b.pixels);
+    }
+
+    /// Four dimensions of 2^16 multiply to 2^64, which wraps to 0 in `usize`: an empty body would
+    /// then pass as "complete" and hold 65,536 images of no bytes.
+    #[test]
+    fn dimensions_whose_product_overflows_are_refused() {
+        let e = parse_idx(&idx_bytes(&[1 << 16; 4], &[])).unwrap_err();
+        assert!(e.contains("multiply past"), "{e}");
     }
 
     #[test]
