@@ -8,7 +8,7 @@ use tch::{Device, Kind, Tensor};
 use tessera_data::tensor::{images_to_tensor, tensor_to_images};
 use tessera_models::tokenizer::ImageTokenizer;
 use tessera_train::frozen::{load_tokenizer, FrozenTokenizer};
-use tessera_train::tokenizer::{self, TokenizerRunConfig, TokenizerTask};
+use tessera_train::tokenizer::{self, TokenizerRunConfig};
 
 use crate::{ConfigArgs, GlobalArgs};
 
@@ -121,11 +121,7 @@ pub fn load_config<T: serde::de::DeserializeOwned + tessera_core::Validate>(
     Ok(args.source().load()?)
 }
 
-fn open_run(run: &Path, g: &GlobalArgs, device: Device) -> Result<TokenizerTask> {
-    tokenizer::load_run(run, device, &g.data_root())
-        .with_context(|| format!("loading tokenizer run {}", run.display()))
-}
-
+/// Score any tokenizer run through `ImageTokenizer` on the data it was trained on.
 pub fn eval(
     run: &Path,
     batches: usize,
@@ -134,13 +130,16 @@ pub fn eval(
     g: &GlobalArgs,
     device: Device,
 ) -> Result<()> {
-    let mut task = open_run(run, g, device)?;
-    task.config.eval.val_batches = batches;
-    let mut rec = task.evaluate()?;
+    use tessera_train::tokenizer_eval::{evaluate, shifted_agreement, EvalOptions};
+    let mut tok = open_frozen(run, device)?;
+    let (data, root) = (tok.data.clone(), g.data_root());
+    let opts = EvalOptions { val_batches: batches, batch_size: tok.eval_batch_size, trans_eq: true };
+    let mut rec = evaluate(&mut tok, &data, &root, &opts, device)?;
     match shift {
         None => {}
         Some(&[dy, dx]) => {
-            let v = task.shifted_agreement(&g.data_root(), shift_images, dy, dx)?;
+            let v =
+                shifted_agreement(&mut tok, &data, &root, shift_images, (dy, dx), opts.batch_size, device)?;
             rec.insert(format!("shifted_agreement_{dy}_{dx}"), v);
         }
         Some(other) => bail!("--shift takes two numbers DY,DX (pixels), got {other:?}"),

@@ -20,6 +20,8 @@ pub enum TrainError {
     Torch(#[from] tch::TchError),
     #[error(transparent)]
     Eval(#[from] tessera_eval::generation::EvalError),
+    #[error(transparent)]
+    Tokenizer(#[from] tessera_models::tokenizer::TokenizerError),
     #[error("{0}")]
     Invalid(String),
 }

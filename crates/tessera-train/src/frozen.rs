@@ -23,12 +23,30 @@ pub struct FrozenTokenizer {
     inner: Box<dyn ImageTokenizer>,
     /// The run it was loaded from.
     pub dir: PathBuf,
+    /// The run's `[data]` section (every tokenizer kind has one): what it was trained and
+    /// validated on.
+    pub data: tessera_data::DataConfig,
+    /// The run's `[eval] batch_size` (100 where it has none).
+    pub eval_batch_size: usize,
+}
+
+/// The `[data]` section and `[eval] batch_size` of a stored run config of any kind (defaults where
+/// it has none).
+fn data_section(config_toml: &str, origin: &Path) -> Result<(tessera_data::DataConfig, usize)> {
+    let table: toml::Table =
+        toml::from_str(config_toml).map_err(|e| TrainError::Invalid(format!("{}: {e}", origin.display())))?;
+    let data = table.get("data").map(|d| toml::to_string(d).unwrap_or_default()).unwrap_or_default();
+    let data = tessera_core::config::load_str(&data, &[], &format!("{} [data]", origin.display()))
+        .map_err(|e| TrainError::Invalid(e.to_string()))?;
+    let batch = table.get("eval").and_then(|e| e.get("batch_size")).and_then(|b| b.as_integer());
+    Ok((data, batch.filter(|&b| b > 0).map_or(100, |b| b as usize)))
 }
 
 /// Open the tokenizer run `dir` (`checkpoints/last.safetensors`) for encoding and decoding.
 pub fn load_tokenizer(dir: &Path, device: Device) -> Result<FrozenTokenizer> {
     let ckpt = dir.join("checkpoints/last.safetensors");
     let ck: checkpoint::Checkpoint<Meta> = checkpoint::load(&ckpt)?;
+    let (data, eval_batch_size) = data_section(&ck.meta.config, &ckpt)?;
     match ck.meta.kind.as_str() {
         "vqgan" => {
             let config: TokenizerRunConfig =
@@ -48,7 +66,13 @@ pub fn load_tokenizer(dir: &Path, device: Device) -> Result<FrozenTokenizer> {
                 });
             }
             vs.freeze();
-            Ok(FrozenTokenizer { _vs: vs, inner: Box::new(model), dir: dir.to_path_buf() })
+            Ok(FrozenTokenizer {
+                _vs: vs,
+                inner: Box::new(model),
+                dir: dir.to_path_buf(),
+                data,
+                eval_batch_size,
+            })
         }
         other => Err(TrainError::Mismatch {
             path: ckpt,

@@ -31,6 +31,7 @@ pub mod runner;
 pub mod schedule;
 pub mod study;
 pub mod tokenizer;
+pub mod tokenizer_eval;
 
 pub use error::TrainError;
 

@@ -182,6 +182,30 @@ fn frozen_tokenizer_matches_the_training_task_and_checks_the_kind() {
     let (a, b) = (task.encode_codes(&x).unwrap(), frozen.encode(&x).unwrap());
     assert!(a.equal(&b), "same codes");
     assert!(task.decode_codes(&a).equal(&frozen.decode(&b)), "same images");
+    // `eval tokenizer` scores any kind through the interface, and gets the training task's numbers.
+    task.config.eval.val_batches = 2;
+    let want = task.evaluate().unwrap();
+    let mut opts = tessera_train::tokenizer_eval::EvalOptions {
+        val_batches: 2,
+        batch_size: frozen.eval_batch_size,
+        trans_eq: false,
+    };
+    assert_eq!(frozen.eval_batch_size, task.config.eval.batch_size, "read from the stored config");
+    let data = frozen.data.clone();
+    let got = tessera_train::tokenizer_eval::evaluate(&mut frozen, &data, &root, &opts, Device::Cpu).unwrap();
+    assert_eq!(want.keys().collect::<Vec<_>>(), got.keys().collect::<Vec<_>>());
+    for (k, v) in want.iter().filter(|(k, _)| *k != "rec_l1") {
+        // Codes are the same; image metrics agree to float32 rounding.
+        assert!((v - got[k]).abs() <= 1e-6 * v.abs().max(1.0), "{k}: task {v}, interface {}", got[k]);
+    }
+    // The interface decodes to images (clamped to [-1, 1]); training logs taming's L1 of the raw
+    // decoder output. Inputs lie in [-1, 1], so clamping can only bring the output closer.
+    assert!(got["rec_l1"] <= want["rec_l1"] + 1e-6, "{got:?} {want:?}");
+    assert_eq!((want["usage"], want["dead_codes"]), (got["usage"], got["dead_codes"]));
+    opts.trans_eq = true;
+    let with_te =
+        tessera_train::tokenizer_eval::evaluate(&mut frozen, &data, &root, &opts, Device::Cpu).unwrap();
+    assert!((0.0..=1.0).contains(&with_te["trans_eq_acc"]), "{with_te:?}");
 
     let gen = tempfile::tempdir().unwrap();
     generator::train(tiny_generator(tok.path(), 1), Device::Cpu, &root, gen.path(), false).unwrap();

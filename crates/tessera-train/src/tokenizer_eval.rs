@@ -1,0 +1,101 @@
+//! `tessera eval tokenizer`: any tokenizer run scored through [`ImageTokenizer`], whatever its kind
+//! ([`crate::frozen::load_tokenizer`]), with the loops of [`tessera_eval::reconstruction`]:
+//! L1, PSNR, SSIM, usage, perplexity and dead codes on the run's validation split,
+//! Trans_eq_acc on the MNIST64x64 translated set, and the agreement of codes under a shift.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tch::Device;
+use tessera_data::{DataConfig, DataLoader, Dataset, LoaderConfig, Split};
+use tessera_models::tokenizer::ImageTokenizer;
+
+use crate::error::{Result, TrainError};
+use crate::metrics::Record;
+
+/// What to score.
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    /// Validation batches (0 = the whole split).
+    pub val_batches: usize,
+    pub batch_size: usize,
+    /// Trans_eq_acc on the translated set (MNIST64x64 data only).
+    pub trans_eq: bool,
+}
+
+/// Reconstruction and codebook metrics of `tok` on `data`'s validation split, and Trans_eq_acc.
+pub fn evaluate(
+    tok: &mut dyn ImageTokenizer,
+    data: &DataConfig,
+    root: &Path,
+    opts: &EvalOptions,
+    device: Device,
+) -> Result<Record> {
+    let loader = |ds: Arc<dyn Dataset>, batch: usize| DataLoader::new(ds, LoaderConfig::eval(batch), device);
+    let val = loader(data.open(Split::Validation, root)?, opts.batch_size);
+    let limit = if opts.val_batches == 0 { usize::MAX } else { opts.val_batches };
+    let images = val.epoch(0).map(|b| b.map(|b| b.images).map_err(TrainError::from));
+    let num_codes = tok.num_codes() as i64;
+    let mut rec = tessera_eval::reconstruction::reconstruction_metrics(images, limit, num_codes, |x| {
+        let codes = tok.encode(x)?;
+        Ok::<_, TrainError>((tok.decode(&codes), codes))
+    })?;
+    if opts.trans_eq && data.source == tessera_data::SourceKind::Mnist64 {
+        let side = single_grid(tok)?;
+        // Trans_eq_acc compares the 5 images of a group, so its batches hold whole groups.
+        let tr = loader(data.translated(root)?, opts.batch_size.div_ceil(5) * 5);
+        let images = tr.epoch(0).map(|b| b.map(|b| b.images).map_err(TrainError::from));
+        let acc = tessera_eval::reconstruction::trans_eq_accuracy(images, |x| {
+            Ok::<_, TrainError>(tok.encode(x)?.view([-1, side, side]))
+        })?;
+        rec.insert("trans_eq_acc".into(), acc);
+    }
+    Ok(rec)
+}
+
+/// The side of the one square code grid of `tok`; shifts and Trans_eq_acc need one.
+fn single_grid(tok: &dyn ImageTokenizer) -> Result<i64> {
+    tok.layout().single_square().ok_or_else(|| {
+        TrainError::Invalid(format!(
+            "this {} tokenizer lays its codes out as {:?}; shifted codes are defined on one square grid",
+            tok.kind(),
+            tok.layout().grids
+        ))
+    })
+}
+
+/// The fraction of equal codes on the overlap when `n` validation images are rolled by
+/// `(dy, dx)` pixels (multiples of the downsampling factor).
+#[allow(clippy::too_many_arguments)]
+pub fn shifted_agreement(
+    tok: &mut dyn ImageTokenizer,
+    data: &DataConfig,
+    root: &Path,
+    n: usize,
+    (dy, dx): (i64, i64),
+    batch_size: usize,
+    device: Device,
+) -> Result<f64> {
+    let side = single_grid(tok)?;
+    let f = tok.resolution() / side;
+    if dy % f != 0 || dx % f != 0 {
+        return Err(TrainError::Invalid(format!(
+            "shift ({dy}, {dx}) px is not a multiple of the downsampling factor f = {f}"
+        )));
+    }
+    let sub: Arc<dyn Dataset> = Arc::new(tessera_data::Subset::new(data.open(Split::Validation, root)?, n));
+    let loader = DataLoader::new(sub, LoaderConfig::eval(batch_size.max(1)), device);
+    let (mut sum, mut count) = (0.0, 0usize);
+    for b in loader.epoch(0) {
+        let x = b?.images;
+        let a = tok.encode(&x)?.view([-1, side, side]);
+        let c = tok.encode(&x.roll([dy, dx], [2, 3]))?.view([-1, side, side]);
+        let m = a.size()[0] as usize;
+        sum += tessera_eval::equivariance::shifted_agreement(&a, &c, dy / f, dx / f) * m as f64;
+        count += m;
+    }
+    if count == 0 {
+        return Err(TrainError::Invalid("the validation set is empty".into()));
+    }
+    Ok(sum / count as f64)
+}
