@@ -20,11 +20,11 @@ pub trait Target {
 /// Every target, by name.
 pub fn all() -> Vec<Box<dyn Target>> {
     vec![
-        Box::new(Idx::new()),
+        Box::new(Idx(Scratch::new("input-idx-ubyte"))),
         Box::new(Config),
-        Box::new(Checkpoint::new()),
-        Box::new(TorchPickle::new()),
-        Box::new(Folder::new()),
+        Box::new(Checkpoint(Scratch::new("last.safetensors"))),
+        Box::new(TorchPickle(Scratch::new("model.pth"))),
+        Box::new(Folder(Scratch::new("image.png"))),
         Box::new(Captions),
     ]
 }
@@ -53,18 +53,6 @@ fn err(e: impl std::fmt::Display) -> String {
 
 /// `tessera-data`'s IDX reader (raw or gzipped), as images and as labels.
 pub struct Idx(Scratch);
-
-impl Idx {
-    pub fn new() -> Self {
-        Idx(Scratch::new("input-idx-ubyte"))
-    }
-}
-
-impl Default for Idx {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 impl Target for Idx {
     fn name(&self) -> &'static str {
@@ -135,18 +123,6 @@ impl Target for Config {
 /// Tessera's safetensors checkpoint loader (checksum, metadata) and the stored config in it.
 pub struct Checkpoint(Scratch);
 
-impl Checkpoint {
-    pub fn new() -> Self {
-        Checkpoint(Scratch::new("last.safetensors"))
-    }
-}
-
-impl Default for Checkpoint {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Target for Checkpoint {
     fn name(&self) -> &'static str {
         "checkpoint"
@@ -171,18 +147,6 @@ impl Target for Checkpoint {
 /// The torch.save reader: the pickle machine on raw bytes, and the zip archive with its tensors.
 pub struct TorchPickle(Scratch);
 
-impl TorchPickle {
-    pub fn new() -> Self {
-        TorchPickle(Scratch::new("model.pth"))
-    }
-}
-
-impl Default for TorchPickle {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Target for TorchPickle {
     fn name(&self) -> &'static str {
         "pickle"
@@ -203,18 +167,6 @@ impl Target for TorchPickle {
 
 /// The image-folder loader: one file in a folder, decoded and resized (eval or train transform).
 pub struct Folder(Scratch);
-
-impl Folder {
-    pub fn new() -> Self {
-        Folder(Scratch::new("image.png"))
-    }
-}
-
-impl Default for Folder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 impl Target for Folder {
     fn name(&self) -> &'static str {

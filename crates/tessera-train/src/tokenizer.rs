@@ -174,38 +174,6 @@ impl TokenizerTask {
         x
     }
 
-    /// Translation equivariance on any data: the fraction of equal codes between each of the first
-    /// `n` validation images and the same image moved by `(dy, dx)` pixels (a cyclic roll), compared
-    /// on the overlap of the code maps (`shifted_agreement`, the generalisation of Trans_eq_acc to
-    /// any data set and any shift that is a multiple of the downsampling factor f).
-    pub fn shifted_agreement(&mut self, root: &Path, n: usize, dy: i64, dx: i64) -> Result<f64> {
-        let f = self.config.model.factor();
-        if dy % f != 0 || dx % f != 0 {
-            return Err(TrainError::Invalid(format!(
-                "shift ({dy}, {dx}) px is not a multiple of the downsampling factor f = {f}"
-            )));
-        }
-        let ds = self.config.data.open(Split::Validation, root)?;
-        let sub: Arc<dyn Dataset> = Arc::new(tessera_data::Subset::new(ds, n));
-        let loader =
-            DataLoader::new(sub, LoaderConfig::eval(self.config.eval.batch_size.max(1)), self.device);
-        let (mut sum, mut count) = (0.0, 0usize);
-        for b in loader.epoch(0) {
-            let x = b?.images;
-            let shifted = x.roll([dy, dx], [2, 3]);
-            let side = self.config.model.latent_side();
-            let a = self.encode_codes(&x)?.view([-1, side, side]);
-            let c = self.encode_codes(&shifted)?.view([-1, side, side]);
-            let m = a.size()[0] as usize;
-            sum += tessera_eval::equivariance::shifted_agreement(&a, &c, dy / f, dx / f) * m as f64;
-            count += m;
-        }
-        if count == 0 {
-            return Err(TrainError::Invalid("the validation set is empty".into()));
-        }
-        Ok(sum / count as f64)
-    }
-
     /// The generator half of a step: for each of the `k` micro-batches, forward, the losses of
     /// [`Task::train_step`] and backward of `L_G / k` (gradients sum to the mean). Returns the
     /// detached reconstructions when `loss.disc_input = "reuse"` will show them to the

@@ -265,13 +265,18 @@ fn shifted_agreement_on_any_data() {
     let _serial = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
     let root = Path::new("unused-data-root");
     let d = tempfile::tempdir().unwrap();
-    let (mut task, _) = tokenizer::train(tiny(1), Device::Cpu, root, d.path(), false).unwrap();
+    tokenizer::train(tiny(1), Device::Cpu, root, d.path(), false).unwrap();
+    let mut tok = tessera_train::frozen::load_tokenizer(d.path(), Device::Cpu).unwrap();
+    let data = tok.data.clone();
+    let mut agree = |shift| {
+        tessera_train::tokenizer_eval::shifted_agreement(&mut tok, &data, root, 8, shift, 4, Device::Cpu)
+    };
     // No shift: every code agrees with itself.
-    assert_eq!(task.shifted_agreement(root, 8, 0, 0).unwrap(), 1.0);
-    let v = task.shifted_agreement(root, 8, 4, -2).unwrap();
+    assert_eq!(agree((0, 0)).unwrap(), 1.0);
+    let v = agree((4, -2)).unwrap();
     assert!((0.0..=1.0).contains(&v));
     // f = 2 here: a 3-pixel shift is not a whole number of code cells.
-    let e = task.shifted_agreement(root, 8, 3, 0).err().unwrap().to_string();
+    let e = agree((3, 0)).err().unwrap().to_string();
     assert!(e.contains("multiple of the downsampling factor f = 2"), "{e}");
 }
 
