@@ -2,6 +2,8 @@
 //!
 //! - [`vqgan`]: taming-transformers' VQGAN (spec §1.2) with TE-VQGAN's encoder options (spec §2.4);
 //!   parameter names are taming's state_dict keys.
+//! - [`vit`]: ViT-VQGAN (spec §6) as enhancing-transformers builds it; parameter names are its
+//!   state_dict keys.
 //! - [`tokenizer`]: the [`tokenizer::ImageTokenizer`] interface every image tokenizer implements.
 //! - [`disc`]: the PatchGAN discriminator (spec §1.4).
 //! - [`perceptual`]: the LPIPS distance with pluggable backbones (spec §1.4): ImageNet VGG16 from
@@ -12,4 +14,5 @@ pub mod classifier;
 pub mod disc;
 pub mod perceptual;
 pub mod tokenizer;
+pub mod vit;
 pub mod vqgan;

@@ -104,6 +104,22 @@ pub struct VqConfig {
     pub usage_window: usize,
     /// Input vectors per chunk of the nearest-code search: at most `chunk × K` distances exist at once.
     pub search_chunk: i64,
+    /// With `distance = "cosine"`: the vector the straight-through estimator passes the output's
+    /// gradient to (the value is the normalised code either way).
+    pub straight_through: StraightThrough,
+}
+
+/// Where the straight-through estimator `x + sg[ẑ_q − x]` takes `x` from, with cosine lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum StraightThrough {
+    /// The l2-normalised input: the gradient goes through the normalisation
+    /// (vector-quantize-pytorch's `use_cosine_sim`).
+    #[default]
+    Normalized,
+    /// The input before normalisation, as enhancing-transformers' ViT-VQGAN
+    /// (`z + (z_qnorm − z).detach()`, enhancing/modules/stage1/quantizers.py@e1c185d).
+    Raw,
 }
 
 impl Default for VqConfig {
@@ -124,6 +140,7 @@ impl Default for VqConfig {
             ortho: OrthoConfig::default(),
             usage_window: 100,
             search_chunk: 8192,
+            straight_through: StraightThrough::Normalized,
         }
     }
 }

@@ -21,7 +21,9 @@ pub mod residual;
 pub mod stats;
 pub mod vq;
 
-pub use config::{BetaPlacement, CodebookInit, CodebookUpdate, Distance, OrthoConfig, VqConfig};
+pub use config::{
+    BetaPlacement, CodebookInit, CodebookUpdate, Distance, OrthoConfig, StraightThrough, VqConfig,
+};
 pub use fsq::{Fsq, FsqConfig};
 pub use residual::{ResidualVq, ResidualVqConfig};
 pub use stats::CodebookStats;

@@ -18,7 +18,7 @@
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use crate::config::{BetaPlacement, CodebookInit, CodebookUpdate, Distance, VqConfig};
+use crate::config::{BetaPlacement, CodebookInit, CodebookUpdate, Distance, StraightThrough, VqConfig};
 use crate::distance::{nearest_codes, Metric};
 use crate::ema::ema_step;
 use crate::kmeans::kmeans;
@@ -203,6 +203,7 @@ impl VectorQuantizer {
             Some(l) => l.forward(&flat),
             None => flat,
         };
+        let raw = z.shallow_clone();
         let z = if self.config.distance == Distance::Cosine { l2_normalize(&z) } else { z };
         if train && self.config.init == CodebookInit::Kmeans && self.initialized.double_value(&[]) == 0.0 {
             self.kmeans_init(&z);
@@ -249,7 +250,11 @@ impl VectorQuantizer {
             self.stats.observe(&counts);
         }
 
-        let straight_through = &z + (&z_q - &z).detach();
+        let ste_input = match (self.config.distance, self.config.straight_through) {
+            (Distance::Cosine, StraightThrough::Raw) => &raw,
+            _ => &z,
+        };
+        let straight_through = ste_input + (&z_q - ste_input).detach();
         let out = match &self.project_out {
             Some(l) => l.forward(&straight_through),
             None => straight_through,
