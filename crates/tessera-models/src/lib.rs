@@ -5,6 +5,7 @@
 //! - [`vit`]: ViT-VQGAN (spec §6) as enhancing-transformers builds it; parameter names are its
 //!   state_dict keys.
 //! - [`tokenizer`]: the [`tokenizer::ImageTokenizer`] interface every image tokenizer implements.
+//! - [`stylegan_disc`]: the StyleGAN2 discriminator and lazy R1 of ViT-VQGAN (spec §6).
 //! - [`disc`]: the PatchGAN discriminator (spec §1.4).
 //! - [`perceptual`]: the LPIPS distance with pluggable backbones (spec §1.4): ImageNet VGG16 from
 //!   user-supplied weights, or an in-domain network Tessera trains (labelled as a substitute).
@@ -13,6 +14,7 @@ pub mod biart;
 pub mod classifier;
 pub mod disc;
 pub mod perceptual;
+pub mod stylegan_disc;
 pub mod tokenizer;
 pub mod vit;
 pub mod vqgan;

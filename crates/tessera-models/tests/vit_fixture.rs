@@ -116,3 +116,59 @@ fn whole_model_matches_upstream_and_its_codes_decode_the_same() {
     let e = ImageTokenizer::encode(&mut m, &Tensor::zeros([1, 3, 30, 30], tch::kind::FLOAT_CPU)).unwrap_err();
     assert!(e.to_string().contains("(B, 3, 32, 32)"), "{e}");
 }
+
+/// The StyleGAN2 discriminator (widths /16 of upstream's, as the fixture script builds it), its
+/// minibatch-stddev grouping for 8 and 6 images, lazy R1 and the GAN losses.
+#[test]
+fn stylegan_discriminator_and_r1_match_upstream() {
+    use tessera_models::stylegan_disc::{r1_penalty, StyleDiscConfig, StyleDiscriminator};
+    let f = fixtures("disc");
+    let vs = VarStore::new(Device::Cpu);
+    let d = StyleDiscriminator::new(&vs.root(), &StyleDiscConfig { width: 32, channel_multiplier: 2 }, 32);
+    let names: std::collections::BTreeSet<String> = vs.variables().into_keys().collect();
+    let upstream: std::collections::BTreeSet<String> =
+        f.keys().filter_map(|k| k.strip_prefix("param.")).map(String::from).collect();
+    assert_eq!(names, upstream, "the same parameters and buffers, by name");
+    for k in ["param.blocks.1.conv2.0.kernel", "param.blocks.2.skip.0.kernel"] {
+        assert!(rel_diff(&vs.variables()[&k["param.".len()..]], &f[k]) == 0.0, "blur kernel {k}");
+    }
+    load(&vs, &f);
+    assert!(rel_diff(&d.forward(&f["disc_input"]), &f["disc_logits"]) < 1e-5);
+    assert!(rel_diff(&d.forward(&f["disc_fake"]), &f["disc_logits_fake"]) < 1e-5);
+    assert!(rel_diff(&d.forward(&f["disc_input_b6"]), &f["disc_logits_b6"]) < 1e-5, "a group of 6");
+    let r1 = r1_penalty(&d, &f["disc_input"]);
+    assert!(rel_diff(&r1, &f["r1"]) < 1e-5, "{r1:?} vs {:?}", f["r1"]);
+    // R1 is differentiable: its gradient reaches the discriminator's weights.
+    r1.backward();
+    assert!(vs.variables()["final_conv.0.weight"].grad().abs().sum(tch::Kind::Float).double_value(&[]) > 0.0);
+}
+
+/// Upstream's generator and discriminator losses: reconstructions `disc_fake` of `disc_input`,
+/// a codebook loss of 0.123, perceptual weight 0 (its VGG16 weights cannot be fetched), R1 on.
+#[test]
+fn generator_and_discriminator_losses_match_upstream() {
+    use tessera_models::stylegan_disc::{StyleDiscConfig, StyleDiscriminator};
+    use tessera_models::vit::loss::{GanLoss, VitLoss, VitLossConfig};
+    let f = fixtures("disc");
+    let vs = VarStore::new(Device::Cpu);
+    let d = StyleDiscriminator::new(&vs.root(), &StyleDiscConfig { width: 32, channel_multiplier: 2 }, 32);
+    load(&vs, &f);
+    let (real, fake) = (&f["disc_logits"], &f["disc_logits_fake"]);
+    for (loss, name) in
+        [(GanLoss::Vanilla, "vanilla"), (GanLoss::Hinge, "hinge"), (GanLoss::LeastSquare, "lsq")]
+    {
+        assert!(rel_diff(&loss.generator(fake), &f[&format!("loss.{name}_g")]) < 1e-6, "{name} g");
+        assert!(rel_diff(&loss.discriminator(real, fake), &f[&format!("loss.{name}_d")]) < 1e-6, "{name} d");
+    }
+    let config = VitLossConfig { perceptual_weight: 0.0, ..VitLossConfig::default() };
+    let loss = VitLoss::new(config, d, None);
+    let q = Tensor::from(0.123f32);
+    let parts = loss.generator(&f["disc_input"], &f["disc_fake"], &q, 0);
+    assert!(rel_diff(&parts.rec, &f["rec_loss"]) < 1e-5);
+    assert!(rel_diff(&parts.total, &f["g_total"]) < 1e-5);
+    let (d_loss, r1) = loss.discriminator(&f["disc_input"], &f["disc_fake"], 0);
+    assert!(rel_diff(&d_loss, &f["d_loss"]) < 1e-5, "GAN term + 10·16/2·R1 at step 0");
+    assert!(rel_diff(&r1.unwrap(), &f["r1"]) < 1e-5);
+    let (no_r1, none) = loss.discriminator(&f["disc_input"], &f["disc_fake"], 5);
+    assert!(none.is_none() && rel_diff(&no_r1, &f["d_loss_gan"]) < 1e-5, "R1 only every 16 steps");
+}

@@ -5,8 +5,10 @@
 //!
 //! - [`transformer`]: the pre-norm blocks (tanh feed-forward).
 //! - [`coder`]: encoder, decoder and the fixed 2-D sin-cos positions.
+//! - [`loss`]: its training loss beside it (StyleGAN2 discriminator, lazy R1).
 
 pub mod coder;
+pub mod loss;
 pub mod transformer;
 
 use serde::{Deserialize, Serialize};
