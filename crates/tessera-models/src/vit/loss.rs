@@ -151,26 +151,29 @@ impl VitLoss {
     /// `x, xrec: (B, 3, H, W)`, `qloss`: scalar
     pub fn generator(&self, x: &Tensor, xrec: &Tensor, qloss: &Tensor, step: i64) -> VitLossParts {
         let c = &self.config;
-        let mut rec = (x - xrec).square().mean(Kind::Float) * c.loggaussian_weight;
-        if c.loglaplace_weight > 0.0 {
-            rec = rec + (x - xrec).abs().mean(Kind::Float) * c.loglaplace_weight;
-        }
+        let l2 = (x - xrec).square().mean(Kind::Float) * c.loggaussian_weight;
+        let rec = if c.loglaplace_weight > 0.0 {
+            l2 + (x - xrec).abs().mean(Kind::Float) * c.loglaplace_weight
+        } else {
+            l2
+        };
         let perceptual = self
             .lpips
             .as_ref()
             .filter(|_| c.perceptual_weight > 0.0)
             .map(|lp| lp.forward_t(x, xrec, false).mean(Kind::Float));
-        let mut total = match &perceptual {
+        let nll = match &perceptual {
             Some(p) => &rec + p * c.perceptual_weight,
             None => rec.shallow_clone(),
         };
         let f = self.disc_factor(step);
         let g =
             (f > 0.0 && c.adversarial_weight > 0.0).then(|| c.disc_loss.generator(&self.disc.forward(xrec)));
-        if let Some(g) = &g {
-            total = total + g * (f * c.adversarial_weight);
-        }
-        total = total + qloss * c.codebook_weight;
+        let adversarial = match &g {
+            Some(g) => nll + g * (f * c.adversarial_weight),
+            None => nll,
+        };
+        let total = adversarial + qloss * c.codebook_weight;
         VitLossParts { total, rec, perceptual, g }
     }
 
