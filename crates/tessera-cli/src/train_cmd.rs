@@ -16,6 +16,8 @@ use crate::{ConfigArgs, GlobalArgs};
 pub enum TrainCommand {
     /// Train a VQGAN / TE-VQGAN tokenizer (presets: configs/mnist64-*.toml).
     Tokenizer(RunArgs),
+    /// Train a ViT-VQGAN tokenizer (presets: configs/mnist64-vit-*.toml).
+    VitVqgan(RunArgs),
     /// Train a BiART generator (text→image and image→text) on a tokenizer run's codes
     /// (presets: configs/mnist64-biart*.toml).
     Generator(RunArgs),
@@ -64,6 +66,13 @@ pub fn train(cmd: TrainCommand, g: &GlobalArgs, device: Device) -> Result<()> {
             let cfg: TokenizerRunConfig = load_config(&config, &out, resume)?;
             let t0 = std::time::Instant::now();
             let (_, summary) = tokenizer::train(cfg, device, &g.data_root(), &out, resume)?;
+            report_run(&summary, t0, &out)
+        }
+        TrainCommand::VitVqgan(RunArgs { config, out, resume }) => {
+            let cfg: tessera_train::vit_tokenizer::VitRunConfig = load_config(&config, &out, resume)?;
+            let t0 = std::time::Instant::now();
+            let (_, summary) =
+                tessera_train::vit_tokenizer::train(cfg, device, &g.data_root(), &out, resume)?;
             report_run(&summary, t0, &out)
         }
         TrainCommand::Generator(RunArgs { config, out, resume }) => {

@@ -15,7 +15,7 @@ use crate::runner::Meta;
 use crate::tokenizer::TokenizerRunConfig;
 
 /// Tokenizer kinds [`load_tokenizer`] can open.
-pub const KINDS: [&str; 1] = ["vqgan"];
+pub const KINDS: [&str; 2] = ["vqgan", crate::vit_tokenizer::KIND];
 
 /// A frozen tokenizer with the variables it owns.
 pub struct FrozenTokenizer {
@@ -65,6 +65,17 @@ pub fn load_tokenizer(dir: &Path, device: Device) -> Result<FrozenTokenizer> {
                     }
                 });
             }
+            vs.freeze();
+            Ok(FrozenTokenizer {
+                _vs: vs,
+                inner: Box::new(model),
+                dir: dir.to_path_buf(),
+                data,
+                eval_batch_size,
+            })
+        }
+        crate::vit_tokenizer::KIND => {
+            let (mut vs, model) = crate::vit_tokenizer::load_model(&ck, device)?;
             vs.freeze();
             Ok(FrozenTokenizer {
                 _vs: vs,

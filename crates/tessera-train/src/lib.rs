@@ -32,6 +32,7 @@ pub mod schedule;
 pub mod study;
 pub mod tokenizer;
 pub mod tokenizer_eval;
+pub mod vit_tokenizer;
 
 pub use error::TrainError;
 

@@ -58,7 +58,7 @@ pub struct TokenizerTask {
     translated: Option<DataLoader>,
 }
 
-fn trainable(vs: &VarStore) -> Vec<(String, Tensor, bool)> {
+pub(crate) fn trainable(vs: &VarStore) -> Vec<(String, Tensor, bool)> {
     let mut v: Vec<(String, Tensor, bool)> =
         vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, t)| (n, t, true)).collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
@@ -244,28 +244,21 @@ impl TokenizerTask {
     /// ([`tessera_eval::reconstruction`]).
     pub fn evaluate(&mut self) -> Result<Record> {
         let val = self.val.clone().expect("validation loader");
-        let limit = if self.config.eval.val_batches == 0 { usize::MAX } else { self.config.eval.val_batches };
-        let images = val.epoch(0).map(|b| b.map(|b| b.images).map_err(TrainError::from));
-        let num_codes = self.config.quantizer.num_codes;
-        let mut rec = tessera_eval::reconstruction::reconstruction_metrics(images, limit, num_codes, |x| {
+        let translated = self.translated.clone();
+        let (limit, k) = (self.config.eval.val_batches, self.config.quantizer.num_codes);
+        let side = self.config.model.latent_side();
+        crate::tokenizer_eval::evaluate_loaders(&val, translated.as_ref(), limit, k, side, |x| {
             self.reconstruct(x)
-        })?;
-        if let Some(tr) = self.translated.clone() {
-            let images = tr.epoch(0).map(|b| b.map(|b| b.images).map_err(TrainError::from));
-            let acc =
-                tessera_eval::reconstruction::trans_eq_accuracy(images, |x| Ok(self.reconstruct(x)?.1))?;
-            rec.insert("trans_eq_acc".into(), acc);
-        }
-        Ok(rec)
+        })
     }
 }
 
 /// Adds `v / k` to `log[key]`: the mean of a logged value over `k` micro-batches.
-fn add_mean(log: &mut Record, key: &str, v: f64, k: f64) {
+pub(crate) fn add_mean(log: &mut Record, key: &str, v: f64, k: f64) {
     *log.entry(key.into()).or_insert(0.0) += v / k;
 }
 
-fn finite(step: i64, name: &str, t: &Tensor) -> Result<f64> {
+pub(crate) fn finite(step: i64, name: &str, t: &Tensor) -> Result<f64> {
     let v = t.double_value(&[]);
     if v.is_finite() {
         Ok(v)

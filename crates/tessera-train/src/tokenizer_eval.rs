@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use tch::Device;
+use tch::{Device, Tensor};
 use tessera_data::{DataConfig, DataLoader, Dataset, LoaderConfig, Split};
 use tessera_models::tokenizer::ImageTokenizer;
 
@@ -23,6 +23,32 @@ pub struct EvalOptions {
     pub trans_eq: bool,
 }
 
+/// Reconstruction and codebook metrics over `limit` batches of `val` (0 = all), and Trans_eq_acc
+/// over `translated` when given (its batches hold whole 5-image groups); `reconstruct` returns a
+/// batch's reconstruction and its codes on the `side`×`side` grid (any shape with that many).
+/// The training tasks validate with it, so every tokenizer is scored by the same loop.
+pub fn evaluate_loaders(
+    val: &DataLoader,
+    translated: Option<&DataLoader>,
+    limit: usize,
+    num_codes: i64,
+    side: i64,
+    mut reconstruct: impl FnMut(&Tensor) -> Result<(Tensor, Tensor)>,
+) -> Result<Record> {
+    let limit = if limit == 0 { usize::MAX } else { limit };
+    let images = val.epoch(0).map(|b| b.map(|b| b.images).map_err(TrainError::from));
+    let mut rec =
+        tessera_eval::reconstruction::reconstruction_metrics(images, limit, num_codes, &mut reconstruct)?;
+    if let Some(tr) = translated {
+        let images = tr.epoch(0).map(|b| b.map(|b| b.images).map_err(TrainError::from));
+        let acc = tessera_eval::reconstruction::trans_eq_accuracy(images, |x| {
+            Ok::<_, TrainError>(reconstruct(x)?.1.view([-1, side, side]))
+        })?;
+        rec.insert("trans_eq_acc".into(), acc);
+    }
+    Ok(rec)
+}
+
 /// Reconstruction and codebook metrics of `tok` on `data`'s validation split, and Trans_eq_acc.
 pub fn evaluate(
     tok: &mut dyn ImageTokenizer,
@@ -33,24 +59,16 @@ pub fn evaluate(
 ) -> Result<Record> {
     let loader = |ds: Arc<dyn Dataset>, batch: usize| DataLoader::new(ds, LoaderConfig::eval(batch), device);
     let val = loader(data.open(Split::Validation, root)?, opts.batch_size);
-    let limit = if opts.val_batches == 0 { usize::MAX } else { opts.val_batches };
-    let images = val.epoch(0).map(|b| b.map(|b| b.images).map_err(TrainError::from));
+    let side = single_grid(tok)?;
+    // Trans_eq_acc compares the 5 images of a group, so its batches hold whole groups.
+    let translated = (opts.trans_eq && data.source == tessera_data::SourceKind::Mnist64)
+        .then(|| data.translated(root).map(|ds| loader(ds, opts.batch_size.div_ceil(5) * 5)))
+        .transpose()?;
     let num_codes = tok.num_codes() as i64;
-    let mut rec = tessera_eval::reconstruction::reconstruction_metrics(images, limit, num_codes, |x| {
+    evaluate_loaders(&val, translated.as_ref(), opts.val_batches, num_codes, side, |x| {
         let codes = tok.encode(x)?;
-        Ok::<_, TrainError>((tok.decode(&codes), codes))
-    })?;
-    if opts.trans_eq && data.source == tessera_data::SourceKind::Mnist64 {
-        let side = single_grid(tok)?;
-        // Trans_eq_acc compares the 5 images of a group, so its batches hold whole groups.
-        let tr = loader(data.translated(root)?, opts.batch_size.div_ceil(5) * 5);
-        let images = tr.epoch(0).map(|b| b.map(|b| b.images).map_err(TrainError::from));
-        let acc = tessera_eval::reconstruction::trans_eq_accuracy(images, |x| {
-            Ok::<_, TrainError>(tok.encode(x)?.view([-1, side, side]))
-        })?;
-        rec.insert("trans_eq_acc".into(), acc);
-    }
-    Ok(rec)
+        Ok((tok.decode(&codes), codes))
+    })
 }
 
 /// The side of the one square code grid of `tok`; shifts and Trans_eq_acc need one.
