@@ -154,7 +154,7 @@ fn taming_checkpoint_imports_by_state_dict_names() {
 
     let text = "[data]\nsource = \"fake\"\nimage_size = 16\n[model]\nch = 32\nch_mult = [1, 2]\nattn_resolutions = [8]\n\
                 resolution = 16\nz_channels = 32\n[quantizer]\nnum_codes = 24\ndim = 16\n[loss]\nperceptual_weight = 0.0\n\
-                [eval]\ntrans_eq = false\n";
+                [disc]\nn_layers = 2\n[eval]\ntrans_eq = false\n";
     let cfg: TokenizerRunConfig = tessera_core::config::load_str(text, &[], "t").unwrap();
     let (tensors, step) = tokenizer::read_checkpoint_tensors(&file).unwrap();
     assert_eq!(step, Some(1234));
