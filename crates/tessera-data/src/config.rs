@@ -54,13 +54,6 @@ pub struct DataConfig {
     pub loader: LoaderConfig,
 }
 
-impl DataConfig {
-    /// Values without meaning, named by their key and allowed range.
-    pub fn check(&self) -> std::result::Result<(), String> {
-        Validate::validate(self)
-    }
-}
-
 impl Validate for DataConfig {
     fn check(&self, c: &mut Check) {
         c.int("image_size", self.image_size, 1, MAX_IMAGE_SIDE, "square side for folder and fake data");

@@ -47,12 +47,12 @@ pub fn load_tokenizer(dir: &Path, device: Device) -> Result<FrozenTokenizer> {
     let ckpt = dir.join("checkpoints/last.safetensors");
     let ck: checkpoint::Checkpoint<Meta> = checkpoint::load(&ckpt)?;
     let (data, eval_batch_size) = data_section(&ck.meta.config, &ckpt)?;
-    match ck.meta.kind.as_str() {
+    let (mut vs, inner): (VarStore, Box<dyn ImageTokenizer>) = match ck.meta.kind.as_str() {
         "vqgan" => {
             let config: TokenizerRunConfig =
                 tessera_core::config::load_str(&ck.meta.config, &[], &ckpt.display().to_string())
                     .map_err(|e| TrainError::Invalid(e.to_string()))?;
-            let mut vs = VarStore::new(device);
+            let vs = VarStore::new(device);
             let model = VqModel::new(&vs.root(), config.model.clone(), config.quantizer.clone())?;
             checkpoint::restore_vars(&vs, "model.", &ck.tensors, &ckpt)?;
             if config.optim.weight_ema.is_some() {
@@ -65,31 +65,21 @@ pub fn load_tokenizer(dir: &Path, device: Device) -> Result<FrozenTokenizer> {
                     }
                 });
             }
-            vs.freeze();
-            Ok(FrozenTokenizer {
-                _vs: vs,
-                inner: Box::new(model),
-                dir: dir.to_path_buf(),
-                data,
-                eval_batch_size,
-            })
+            (vs, Box::new(model))
         }
         crate::vit_tokenizer::KIND => {
-            let (mut vs, model) = crate::vit_tokenizer::load_model(&ck, device)?;
-            vs.freeze();
-            Ok(FrozenTokenizer {
-                _vs: vs,
-                inner: Box::new(model),
-                dir: dir.to_path_buf(),
-                data,
-                eval_batch_size,
+            let (vs, model) = crate::vit_tokenizer::load_model(&ck, device)?;
+            (vs, Box::new(model))
+        }
+        other => {
+            return Err(TrainError::Mismatch {
+                path: ckpt,
+                reason: format!("it is a `{other}` run; the tokenizer kinds Tessera can load are {KINDS:?}"),
             })
         }
-        other => Err(TrainError::Mismatch {
-            path: ckpt,
-            reason: format!("it is a `{other}` run; the tokenizer kinds Tessera can load are {KINDS:?}"),
-        }),
-    }
+    };
+    vs.freeze();
+    Ok(FrozenTokenizer { _vs: vs, inner, dir: dir.to_path_buf(), data, eval_batch_size })
 }
 
 impl ImageTokenizer for FrozenTokenizer {

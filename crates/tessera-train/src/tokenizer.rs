@@ -23,11 +23,10 @@ pub use import::*;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
-use tessera_data::{Batch, DataLoader, Dataset, LoaderConfig, Split};
+use tessera_data::{Batch, DataLoader, Split};
 use tessera_models::disc::PatchGan;
 use tessera_models::perceptual::Lpips;
 use tessera_models::vqgan::loss::{ExtraLoss, VqLpipsLoss};
@@ -99,16 +98,14 @@ impl TokenizerTask {
             .optim
             .weight_ema
             .map(|d| WeightEma::new(trainable(&vs).into_iter().map(|(n, t, _)| (n, t)).collect(), d));
-        let eval_loader =
-            |ds: Arc<dyn Dataset>| DataLoader::new(ds, LoaderConfig::eval(config.eval.batch_size), device);
-        let val = Some(eval_loader(config.data.open(Split::Validation, root)?));
-        let translated = if config.eval.trans_eq && config.data.source == tessera_data::SourceKind::Mnist64 {
-            // Trans_eq_acc compares the 5 images of a group, so its batches hold whole groups.
-            let groups = LoaderConfig::eval(config.eval.batch_size.div_ceil(5) * 5);
-            Some(DataLoader::new(config.data.translated(root)?, groups, device))
-        } else {
-            None
-        };
+        let (val, translated) = crate::tokenizer_eval::validation_loaders(
+            &config.data,
+            root,
+            config.eval.batch_size,
+            config.eval.trans_eq,
+            device,
+        )?;
+        let val = Some(val);
         Ok(Self {
             config,
             device,
@@ -353,12 +350,7 @@ impl Task for TokenizerTask {
     }
 
     fn sample_grid(&mut self, batch: &Batch) -> Result<image::RgbImage> {
-        let n = batch.images.size()[0].min(8);
-        let x = batch.images.narrow(0, 0, n);
-        let (xr, _) = self.reconstruct(&x)?;
-        let mut imgs = tessera_data::tensor::tensor_to_images(&x)?;
-        imgs.extend(tessera_data::tensor::tensor_to_images(&xr)?);
-        Ok(tessera_core::viz::image_grid(&imgs, n as usize, 2))
+        reconstruction_grid(batch, |x| self.reconstruct(x))
     }
 
     fn plots(&self) -> Vec<(&'static str, &'static str, Vec<&'static str>, bool)> {
@@ -394,9 +386,28 @@ pub fn train(
 
 /// `config` with `f` applied to the perceptual network's weight paths.
 fn perceptual_paths(mut config: TokenizerRunConfig, f: impl Fn(&Path) -> PathBuf) -> TokenizerRunConfig {
-    config.loss.perceptual_weights = config.loss.perceptual_weights.as_deref().map(&f);
-    config.loss.perceptual_heads = config.loss.perceptual_heads.as_deref().map(&f);
+    map_paths([&mut config.loss.perceptual_weights, &mut config.loss.perceptual_heads], f);
     config
+}
+
+/// Apply `f` to each path that is set (a run's stored paths: resolved in it, or made relative).
+pub(crate) fn map_paths<const N: usize>(paths: [&mut Option<PathBuf>; N], f: impl Fn(&Path) -> PathBuf) {
+    for p in paths {
+        *p = p.as_deref().map(&f);
+    }
+}
+
+/// Up to 8 images of `batch` above their reconstructions.
+pub(crate) fn reconstruction_grid(
+    batch: &Batch,
+    reconstruct: impl FnOnce(&Tensor) -> Result<(Tensor, Tensor)>,
+) -> Result<image::RgbImage> {
+    let n = batch.images.size()[0].min(8);
+    let x = batch.images.narrow(0, 0, n);
+    let (xr, _) = reconstruct(&x)?;
+    let mut imgs = tessera_data::tensor::tensor_to_images(&x)?;
+    imgs.extend(tessera_data::tensor::tensor_to_images(&xr)?);
+    Ok(tessera_core::viz::image_grid(&imgs, n as usize, 2))
 }
 
 /// Rebuild a trained tokenizer from its run directory (config + last checkpoint).

@@ -49,6 +49,24 @@ pub fn evaluate_loaders(
     Ok(rec)
 }
 
+/// The loaders a tokenizer is validated on: `data`'s validation split in batches of `batch`, and,
+/// with `trans_eq` on MNIST64x64 data, the translated set in batches of whole 5-image groups
+/// (Trans_eq_acc compares the images of a group).
+pub fn validation_loaders(
+    data: &DataConfig,
+    root: &Path,
+    batch: usize,
+    trans_eq: bool,
+    device: Device,
+) -> Result<(DataLoader, Option<DataLoader>)> {
+    let loader = |ds: Arc<dyn Dataset>, batch: usize| DataLoader::new(ds, LoaderConfig::eval(batch), device);
+    let val = loader(data.open(Split::Validation, root)?, batch);
+    let translated = (trans_eq && data.source == tessera_data::SourceKind::Mnist64)
+        .then(|| data.translated(root).map(|ds| loader(ds, batch.div_ceil(5) * 5)))
+        .transpose()?;
+    Ok((val, translated))
+}
+
 /// Reconstruction and codebook metrics of `tok` on `data`'s validation split, and Trans_eq_acc.
 pub fn evaluate(
     tok: &mut dyn ImageTokenizer,
@@ -57,13 +75,8 @@ pub fn evaluate(
     opts: &EvalOptions,
     device: Device,
 ) -> Result<Record> {
-    let loader = |ds: Arc<dyn Dataset>, batch: usize| DataLoader::new(ds, LoaderConfig::eval(batch), device);
-    let val = loader(data.open(Split::Validation, root)?, opts.batch_size);
     let side = single_grid(tok)?;
-    // Trans_eq_acc compares the 5 images of a group, so its batches hold whole groups.
-    let translated = (opts.trans_eq && data.source == tessera_data::SourceKind::Mnist64)
-        .then(|| data.translated(root).map(|ds| loader(ds, opts.batch_size.div_ceil(5) * 5)))
-        .transpose()?;
+    let (val, translated) = validation_loaders(data, root, opts.batch_size, opts.trans_eq, device)?;
     let num_codes = tok.num_codes() as i64;
     evaluate_loaders(&val, translated.as_ref(), opts.val_batches, num_codes, side, |x| {
         let codes = tok.encode(x)?;

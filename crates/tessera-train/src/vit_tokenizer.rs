@@ -15,11 +15,10 @@ pub use config::*;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
-use tessera_data::{Batch, DataLoader, Dataset, LoaderConfig, Split};
+use tessera_data::{Batch, DataLoader, Split};
 use tessera_models::perceptual::Lpips;
 use tessera_models::stylegan_disc::StyleDiscriminator;
 use tessera_models::vit::loss::VitLoss;
@@ -88,18 +87,13 @@ impl VitTask {
         let lr = config.optim.learning_rate;
         let opt_ae = Adam::new(all_decay(&vs), lr, config.optim.adam.clone());
         let opt_d = Adam::new(all_decay(&disc_vs), lr, config.optim.adam.clone());
-        let val = DataLoader::new(
-            config.data.open(Split::Validation, root)?,
-            LoaderConfig::eval(config.eval.batch_size),
+        let (val, translated) = crate::tokenizer_eval::validation_loaders(
+            &config.data,
+            root,
+            config.eval.batch_size,
+            config.eval.trans_eq,
             device,
-        );
-        let translated = if config.eval.trans_eq && config.data.source == tessera_data::SourceKind::Mnist64 {
-            let groups = LoaderConfig::eval(config.eval.batch_size.div_ceil(5) * 5);
-            let set: Arc<dyn Dataset> = config.data.translated(root)?;
-            Some(DataLoader::new(set, groups, device))
-        } else {
-            None
-        };
+        )?;
         Ok(VitTask {
             config,
             device,
@@ -228,12 +222,7 @@ impl Task for VitTask {
     }
 
     fn sample_grid(&mut self, batch: &Batch) -> Result<image::RgbImage> {
-        let n = batch.images.size()[0].min(8);
-        let x = batch.images.narrow(0, 0, n);
-        let (xr, _) = self.reconstruct(&x)?;
-        let mut imgs = tessera_data::tensor::tensor_to_images(&x)?;
-        imgs.extend(tessera_data::tensor::tensor_to_images(&xr.clamp(-1.0, 1.0))?);
-        Ok(tessera_core::viz::image_grid(&imgs, n as usize, 2))
+        crate::tokenizer::reconstruction_grid(batch, |x| self.reconstruct(x))
     }
 
     fn plots(&self) -> Vec<(&'static str, &'static str, Vec<&'static str>, bool)> {
@@ -264,8 +253,7 @@ pub fn train(
 }
 
 fn perceptual_paths(mut config: VitRunConfig, f: impl Fn(&Path) -> PathBuf) -> VitRunConfig {
-    config.loss.perceptual_weights = config.loss.perceptual_weights.as_deref().map(&f);
-    config.loss.perceptual_heads = config.loss.perceptual_heads.as_deref().map(&f);
+    crate::tokenizer::map_paths([&mut config.loss.perceptual_weights, &mut config.loss.perceptual_heads], f);
     config
 }
 

@@ -1,8 +1,9 @@
 //! Tests of the tokenizer task: discriminator inputs, its Adam before `disc_start`, pixel losses,
 //! extra loss terms.
 use super::*;
+use std::sync::Arc;
 use tch::Kind;
-use tessera_data::{FakeData, LoaderConfig};
+use tessera_data::{Dataset, FakeData, LoaderConfig};
 
 fn config(disc_input: DiscInput) -> TokenizerRunConfig {
     let text = "[data]\nsource = \"fake\"\nimage_size = 32\nfake_len = 8\n[data.loader]\nbatch_size = 4\n\
