@@ -128,6 +128,18 @@ enum ImportCommand {
         #[arg(long)]
         allow_unused: bool,
     },
+    /// A thuanz123/enhancing-transformers ViT-VQGAN checkpoint (Lightning .ckpt, .pth/.pt
+    /// state_dict or .safetensors) with the ViT-VQGAN run config that matches it.
+    VitVqgan {
+        checkpoint: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[arg(long, short = 'o')]
+        out: PathBuf,
+        /// Import even when checkpoint tensors of the model have no place in the config.
+        #[arg(long)]
+        allow_unused: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -176,7 +188,12 @@ fn main() {
             Command::Study(cmd) => study_cmd::run(cmd, &cli.global, device),
             Command::Generate(cmd) => gen_cmd::generate(cmd, &cli.global, device),
             Command::Import(ImportCommand::Taming { checkpoint, config, out, allow_unused }) => {
-                train_cmd::import(&checkpoint, &config, &out, allow_unused, &cli.global, device)
+                let o = train_cmd::ImportArgs { ckpt: &checkpoint, config: &config, out: &out, allow_unused };
+                train_cmd::import(tessera_train::tokenizer::KIND, &o, &cli.global, device)
+            }
+            Command::Import(ImportCommand::VitVqgan { checkpoint, config, out, allow_unused }) => {
+                let o = train_cmd::ImportArgs { ckpt: &checkpoint, config: &config, out: &out, allow_unused };
+                train_cmd::import(tessera_train::vit_tokenizer::KIND, &o, &cli.global, device)
             }
             Command::Encode { run, images, out } => {
                 train_cmd::encode(&run, &images, &out, &cli.global, device)

@@ -246,23 +246,31 @@ pub fn reconstruct(run: &Path, image: &Path, out: &Path, _g: &GlobalArgs, device
     Ok(())
 }
 
-pub fn import(
-    ckpt: &Path,
-    config: &ConfigArgs,
-    out: &Path,
-    allow_unused: bool,
-    g: &GlobalArgs,
-    device: Device,
-) -> Result<()> {
+/// What `tessera import …` was given.
+pub struct ImportArgs<'a> {
+    pub ckpt: &'a Path,
+    pub config: &'a ConfigArgs,
+    pub out: &'a Path,
+    pub allow_unused: bool,
+}
+
+/// Import a checkpoint of run kind `kind` (taming's `vqgan` or `vit-vqgan`).
+pub fn import(kind: &str, a: &ImportArgs, g: &GlobalArgs, device: Device) -> Result<()> {
+    let out = a.out;
     if out.join("checkpoints/last.safetensors").exists() {
         bail!("{} already holds a run; choose another --out", out.display());
     }
-    let cfg: TokenizerRunConfig = config.source().load()?;
-    let (tensors, global_step) = tokenizer::read_checkpoint_tensors(ckpt)?;
+    let (tensors, global_step) = tokenizer::read_checkpoint_tensors(a.ckpt)?;
     if let Some(step) = global_step {
         tracing::info!("a PyTorch Lightning checkpoint at global step {step}");
     }
-    let rep = tokenizer::import_taming(cfg, &tensors, allow_unused, device, &g.data_root(), out)?;
+    let rep = if kind == tessera_train::vit_tokenizer::KIND {
+        let cfg: tessera_train::vit_tokenizer::VitRunConfig = a.config.source().load()?;
+        tessera_train::vit_tokenizer::import(cfg, &tensors, a.allow_unused, device, out)?
+    } else {
+        let cfg: TokenizerRunConfig = a.config.source().load()?;
+        tokenizer::import_taming(cfg, &tensors, a.allow_unused, device, &g.data_root(), out)?
+    };
     tracing::info!(
         "imported {} tensors; kept Tessera-only state {:?}; skipped on purpose (LPIPS, blur filters): {:?}",
         rep.loaded,

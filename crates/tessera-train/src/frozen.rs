@@ -15,7 +15,7 @@ use crate::runner::Meta;
 use crate::tokenizer::TokenizerRunConfig;
 
 /// Tokenizer kinds [`load_tokenizer`] can open.
-pub const KINDS: [&str; 2] = ["vqgan", crate::vit_tokenizer::KIND];
+pub const KINDS: [&str; 2] = [crate::tokenizer::KIND, crate::vit_tokenizer::KIND];
 
 /// A frozen tokenizer with the variables it owns.
 pub struct FrozenTokenizer {

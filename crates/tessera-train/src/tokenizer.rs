@@ -21,6 +21,9 @@ mod import;
 pub use config::*;
 pub use import::*;
 
+/// The run kind of VQGAN / TE-VQGAN checkpoints.
+pub const KIND: &str = "vqgan";
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -266,7 +269,7 @@ pub(crate) fn finite(step: i64, name: &str, t: &Tensor) -> Result<f64> {
 
 impl Task for TokenizerTask {
     fn kind(&self) -> &'static str {
-        "vqgan"
+        KIND
     }
 
     /// taming's two optimizer steps (spec §1.4, §1.5) on one batch or on `accumulate`
@@ -414,7 +417,7 @@ pub(crate) fn reconstruction_grid(
 pub fn load_run(dir: &Path, device: Device, root: &Path) -> Result<TokenizerTask> {
     let ckpt = dir.join("checkpoints/last.safetensors");
     let ck: checkpoint::Checkpoint<crate::runner::Meta> = checkpoint::load(&ckpt)?;
-    if ck.meta.kind != "vqgan" {
+    if ck.meta.kind != KIND {
         let reason = format!("it is a `{}` run, not a VQGAN tokenizer", ck.meta.kind);
         return Err(TrainError::Mismatch { path: ckpt, reason });
     }

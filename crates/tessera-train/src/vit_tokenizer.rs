@@ -3,11 +3,14 @@
 //!
 //! - [`config`]: the run's TOML schema.
 //! - [`step`]: one training step, as enhancing-transformers takes it.
+//! - `import`: enhancing-transformers checkpoints as runs.
 
 mod config;
+mod import;
 mod step;
 
 pub use config::*;
+pub use import::import;
 pub use step::VitTrainer;
 
 use std::collections::HashMap;

@@ -98,11 +98,29 @@ pub fn import_taming(
 ) -> Result<ImportReport> {
     let toml = tessera_core::config::to_toml(&config);
     let task = TokenizerTask::new(config, device, root)?;
+    let hint = "is the config the one it was trained with (use_replicationpad changes encoder keys to `….1.weight`)?";
+    let report = import_vars(&[(&task.vs, false), (&task.disc_vs, true)], tensors, allow_unused, hint)?;
+    write_imported_run(dir, &task.state(), super::KIND, &toml)?;
+    Ok(report)
+}
+
+/// Copy each checkpoint tensor into the variable of the same name, for every variable of
+/// `stores` (`(store, optional)`: a variable of an optional store, like the discriminator's,
+/// may be absent from the checkpoint and keeps its initial value; so may Tessera-only
+/// codebook statistics). Shapes must agree. Every checkpoint tensor not consumed must be one
+/// skipped on purpose (LPIPS, blur filters), unless `allow_unused`. `missing_hint` ends the
+/// error for a missing variable.
+pub(crate) fn import_vars(
+    stores: &[(&VarStore, bool)],
+    tensors: &HashMap<String, Tensor>,
+    allow_unused: bool,
+    missing_hint: &str,
+) -> Result<ImportReport> {
     let mut report = ImportReport::default();
     let mut used = std::collections::HashSet::new();
     let tessera_only =
         |n: &str| n.ends_with("cluster_size") || n.ends_with("embed_avg") || n.ends_with("initialized");
-    for (vs, optional) in [(&task.vs, false), (&task.disc_vs, true)] {
+    for &(vs, optional) in stores {
         tch::no_grad(|| -> Result<()> {
             for (name, mut var) in vs.variables() {
                 match tensors.get(&name) {
@@ -120,10 +138,7 @@ pub fn import_taming(
                     }
                     None if optional || tessera_only(&name) => report.kept.push(name),
                     None => {
-                        return Err(TrainError::Invalid(format!(
-                            "the checkpoint has no `{name}`: is the config the one it was trained with \
-                             (use_replicationpad changes encoder keys to `….1.weight`)?"
-                        )))
+                        return Err(TrainError::Invalid(format!("the checkpoint has no `{name}`: {missing_hint}")))
                     }
                 }
             }
@@ -146,14 +161,24 @@ pub fn import_taming(
     }
     report.ignored = ignored;
     report.unused = model;
+    Ok(report)
+}
+
+/// Write an imported run at step 0: `checkpoints/last.safetensors` of kind `kind` and
+/// `config.toml`.
+pub(crate) fn write_imported_run(
+    dir: &Path,
+    state: &[(String, Tensor)],
+    kind: &str,
+    toml: &str,
+) -> Result<()> {
     let meta = crate::runner::Meta {
         format: crate::runner::FORMAT.into(),
-        kind: "vqgan".into(),
+        kind: kind.into(),
         step: 0,
-        config: toml.clone(),
+        config: toml.into(),
     };
-    checkpoint::save(&dir.join("checkpoints/last.safetensors"), &task.state(), &meta)?;
+    checkpoint::save(&dir.join("checkpoints/last.safetensors"), state, &meta)?;
     tessera_core::fsutil::write_atomic(&dir.join("config.toml"), toml.as_bytes())
-        .map_err(|e| TrainError::io(dir, e))?;
-    Ok(report)
+        .map_err(|e| TrainError::io(dir, e))
 }

@@ -1,8 +1,10 @@
-//! Two whole ViT-VQGAN training steps (autoencoder AdamW step, then discriminator AdamW step on
-//! the updated autoencoder's reconstructions; lazy R1 on the first) against upstream's own
-//! `ViTVQ.training_step` and `configure_optimizers`, run as PyTorch Lightning 1.5 runs two
-//! optimizers. Fixture: `reference/vitvq_step_fixtures.py`, from thuanz123/enhancing-transformers
-//! @e1c185d.
+//! ViT-VQGAN against thuanz123/enhancing-transformers@e1c185d (fixtures from
+//! `reference/vitvq_step_fixtures.py`, which runs upstream's own modules):
+//!
+//! - two whole training steps (autoencoder AdamW step, then discriminator AdamW step on the
+//!   updated autoencoder's reconstructions; lazy R1 on the first), as upstream's
+//!   `ViTVQ.training_step` and `configure_optimizers` run under PyTorch Lightning 1.5;
+//! - `tessera import vit-vqgan` of an upstream Lightning checkpoint: the same codes and decodes.
 
 use std::collections::HashMap;
 
@@ -13,9 +15,12 @@ use tessera_models::vit::{StackConfig, VitConfig};
 use tessera_quant::{Distance, StraightThrough, VqConfig};
 use tessera_train::vit_tokenizer::{VitRunConfig, VitTrainer};
 
+fn fixture_path(file: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(file)
+}
+
 fn fixture() -> HashMap<String, Tensor> {
-    let path = format!("{}/tests/fixtures/vit_step.safetensors", env!("CARGO_MANIFEST_DIR"));
-    Tensor::read_safetensors(path).unwrap().into_iter().collect()
+    Tensor::read_safetensors(fixture_path("vit_step.safetensors")).unwrap().into_iter().collect()
 }
 
 fn scalar(f: &HashMap<String, Tensor>, k: &str) -> f64 {
@@ -128,4 +133,64 @@ fn two_training_steps_match_upstream_with_r1_on_the_first() {
     let moved = |k: &str| (&variables(&t)[k] - &f[&format!("init.{k}")]).abs().max().double_value(&[]);
     assert!(moved("quantizer.embedding.weight") > 0.1 * lr);
     assert!(moved("loss.discriminator.final_linear.1.weight") > 0.1 * lr);
+}
+
+/// An upstream Lightning checkpoint imports by state_dict names, every model tensor consumed,
+/// and the run encodes and decodes as upstream's `encode_codes` / `decode_codes`.
+#[test]
+fn upstream_checkpoint_imports_with_the_same_codes() {
+    use tessera_models::tokenizer::ImageTokenizer;
+    use tessera_train::tokenizer::read_checkpoint_tensors;
+    let config = config(&fixture());
+    let (tensors, step) = read_checkpoint_tensors(&fixture_path("vit_import.ckpt")).unwrap();
+    assert_eq!(step, Some(1234));
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let report =
+        tessera_train::vit_tokenizer::import(config.clone(), &tensors, false, Device::Cpu, &run).unwrap();
+    assert_eq!(report.loaded, tensors.len(), "every checkpoint tensor has its place");
+    assert!(report.unused.is_empty() && report.ignored.is_empty());
+    assert_eq!(report.kept, ["quantizer.embedding.cluster_size", "quantizer.initialized"]);
+
+    let f: HashMap<String, Tensor> =
+        Tensor::read_safetensors(fixture_path("vit_import.safetensors")).unwrap().into_iter().collect();
+    let mut tok = tessera_train::frozen::load_tokenizer(&run, Device::Cpu).unwrap();
+    assert_eq!(tok.kind(), "vit-vqgan");
+    let codes = tok.encode(&f["input"]).unwrap();
+    assert_eq!(codes, f["indices"]);
+    // Decoding gives images: upstream's decode_codes clamped to [−1, 1].
+    let want = f["xrec_codes"].clamp(-1.0, 1.0);
+    assert!(want.abs().lt(1.0).to_kind(tch::Kind::Float).mean(tch::Kind::Float).double_value(&[]) > 0.5);
+    let xrec = tok.decode(&codes);
+    assert!((&xrec - &want).abs().max().double_value(&[]) < 1e-5);
+
+    // A checkpoint with a tensor the model lacks is refused unless asked; one missing a
+    // tensor is refused, naming it.
+    let mut extra: HashMap<String, Tensor> =
+        tensors.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect();
+    extra.insert(
+        "encoder.transformer.layers.2.0.norm.weight".into(),
+        Tensor::ones([64], tch::kind::FLOAT_CPU),
+    );
+    let e = tessera_train::vit_tokenizer::import(
+        config.clone(),
+        &extra,
+        false,
+        Device::Cpu,
+        &dir.path().join("x"),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("layers.2.0.norm.weight"), "{e}");
+    let r = tessera_train::vit_tokenizer::import(
+        config.clone(),
+        &extra,
+        true,
+        Device::Cpu,
+        &dir.path().join("y"),
+    );
+    assert_eq!(r.unwrap().unused, ["encoder.transformer.layers.2.0.norm.weight"]);
+    extra.remove("post_quant.weight");
+    let e = tessera_train::vit_tokenizer::import(config, &extra, true, Device::Cpu, &dir.path().join("z"))
+        .unwrap_err();
+    assert!(e.to_string().contains("`post_quant.weight`"), "{e}");
 }
