@@ -69,6 +69,9 @@ pub enum BenchCommand {
         #[arg(long)]
         tessera_only: bool,
     },
+    /// One ViT-VQGAN training step (StyleGAN2 discriminator, lazy R1) against
+    /// enhancing-transformers' own step from a checkout (benches/vitvq_step.py).
+    Vit(crate::bench_vit::VitBench),
 }
 
 pub fn run(cmd: BenchCommand, device: Device) -> Result<()> {
@@ -83,6 +86,7 @@ pub fn run(cmd: BenchCommand, device: Device) -> Result<()> {
         BenchCommand::Tokenizer { config, batch, reps, threads, ortho } => {
             bench_tokenizer(&config, batch, reps, threads, ortho, device)
         }
+        BenchCommand::Vit(o) => crate::bench_vit::run(&o, device),
     }
 }
 
@@ -409,7 +413,7 @@ fn tokenizer_step_time(
     Ok(median(times))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -446,7 +450,7 @@ fn python_median(args: &[&str]) -> Result<f64> {
 }
 
 /// Run a PyTorch reference script with the venv's Python and parse its last stdout line as JSON.
-fn python_json(args: &[&str]) -> Result<serde_json::Value> {
+pub(crate) fn python_json(args: &[&str]) -> Result<serde_json::Value> {
     let root = std::env::var("TESSERA_ROOT").unwrap_or_else(|_| ".".into());
     let python = Path::new(&root).join(".venv/bin/python");
     if !python.exists() {

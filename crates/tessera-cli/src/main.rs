@@ -2,6 +2,7 @@
 //! no library crate depends on it.
 
 mod bench_cmd;
+mod bench_vit;
 mod data_cmd;
 mod gen_cmd;
 mod progress;

@@ -50,6 +50,10 @@ pub enum StudyCommand {
         /// parallel processes sharing the threads (about 1.35× the throughput on 2 cores).
         #[arg(long)]
         sequential: bool,
+        /// Arms to run, comma-separated names from the preset, or `all` (default: the preset's
+        /// default arms; the quick preset's ViT-VQGAN arm runs only when named).
+        #[arg(long, value_delimiter = ',')]
+        arms: Option<Vec<String>>,
         /// Internal: run only this arm and write no report.
         #[arg(long, hide = true)]
         only_arm: Option<String>,
@@ -58,7 +62,7 @@ pub enum StudyCommand {
 
 pub fn run(cmd: StudyCommand, g: &GlobalArgs, device: Device) -> Result<()> {
     match cmd {
-        StudyCommand::TeVqgan { scale, config, out, seeds, overrides, sequential, only_arm } => {
+        StudyCommand::TeVqgan { scale, config, out, seeds, overrides, sequential, arms, only_arm } => {
             let path =
                 config.unwrap_or_else(|| PathBuf::from(format!("configs/study-te-{}.toml", scale.name())));
             if !path.is_file() {
@@ -67,7 +71,7 @@ pub fn run(cmd: StudyCommand, g: &GlobalArgs, device: Device) -> Result<()> {
                     path.display()
                 );
             }
-            let cfg: StudyConfig =
+            let mut cfg: StudyConfig =
                 tessera_core::ConfigSource::new(Some(path.clone()), overrides.clone()).load()?;
             let t0 = std::time::Instant::now();
             let root = g.data_root();
@@ -75,6 +79,7 @@ pub fn run(cmd: StudyCommand, g: &GlobalArgs, device: Device) -> Result<()> {
                 tessera_train::study::run(&cfg, scale.name(), seeds, &out, device, &root, Some(&arm))?;
                 return Ok(());
             }
+            cfg.select_arms(arms.as_deref())?;
             if !sequential && device == Device::Cpu && cfg.arms.len() > 1 {
                 tessera_train::study::prepare(&cfg, &out, device, &root)?;
                 let spec = ArmSpawn { scale, preset: &path, out: &out, seeds, overrides: &overrides, g };

@@ -1,10 +1,11 @@
-//! The study pipeline end to end at toy size: two arms, their tokenizers and generators, the
-//! shared classifier, results.json and both reports; a second call skips every finished stage.
+//! The study pipeline end to end at toy size: three arms (VQGAN, TE-VQGAN, ViT-VQGAN), their
+//! tokenizers and generators, the shared classifier, results.json and both reports; a second
+//! call skips every finished stage. And `--arms` selection.
 
 use std::path::{Path, PathBuf};
 
 use tch::Device;
-use tessera_train::study::{self, StudyConfig};
+use tessera_train::study::{self, Arm, ArmKind, StudyConfig};
 
 mod common;
 use common::data_root;
@@ -72,7 +73,49 @@ validate_every = 2
 image_every = 2
 "#,
     );
-    let cfg = StudyConfig {
+    let vit = write(
+        d.path(),
+        "vit.toml",
+        r#"
+[data]
+source = "mnist64"
+[data.loader]
+batch_size = 2
+[data.mnist64]
+translated_groups = 4
+[model]
+resolution = 64
+patch_size = 16
+[model.encoder]
+dim = 16
+depth = 1
+heads = 2
+mlp_dim = 32
+dim_head = 8
+[model.decoder]
+dim = 16
+depth = 1
+heads = 2
+mlp_dim = 32
+dim_head = 8
+[quantizer]
+num_codes = 16
+dim = 8
+distance = "cosine"
+straight_through = "raw"
+[disc]
+width = 8
+[loss]
+perceptual_weight = 0.0
+[train]
+max_steps = 2
+validate_every = 1
+image_every = 2
+[eval]
+batch_size = 10
+"#,
+    );
+    let mut cfg = StudyConfig {
         tokenizer: tok,
         generator: gen,
         classifier: tessera_train::classifier::ClassifierRunConfig {
@@ -86,10 +129,19 @@ image_every = 2
         eval_images: 4,
         ..Default::default()
     };
+    cfg.arms.push(Arm {
+        name: "vit".into(),
+        ortho_weight: 0.0,
+        kind: ArmKind::VitVqgan,
+        tokenizer: Some(vit),
+        default: false,
+    });
+    cfg.select_arms(Some(&["all".to_string()])).unwrap();
     let out = d.path().join("study");
     let res = study::run(&cfg, "toy", 1, &out, Device::Cpu, &data_root(), None).unwrap();
     tessera_train::study::report::write(&res, &out).unwrap();
-    assert_eq!(res.runs.len(), 2);
+    assert_eq!(res.runs.len(), 3);
+    assert!(res.runs[2].tokenizer_config.contains("patch_size = 16"), "the ViT arm trained its own preset");
     // Wall time spans the stages; the arms ran one after the other here, so it covers their sum.
     let wall = res.wall_seconds.unwrap();
     assert!(wall > 0.0 && wall + 1.0 >= res.total_seconds, "{wall} vs {}", res.total_seconds);
@@ -102,6 +154,7 @@ image_every = 2
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("Trans_eq_acc") && html.contains("<img src=\"seed0/vqgan/tokenizer/samples/"));
     assert!(html.contains("seed0/te-vqgan/generator/eval/t2i_validation.png"));
+    assert!(html.contains("vit (ViT-VQGAN)"), "the ViT arm has its own column");
     assert!(out.join("seed0/te-vqgan/generator/eval/t2i_validation.png").is_file());
     assert!(out.join("plots/trans_eq_acc.svg").is_file() && out.join("results.json").is_file());
     // Same seed, same initial weights: the arms differ only through λ_o.
@@ -114,4 +167,32 @@ image_every = 2
     let again = study::run(&cfg, "toy", 1, &out, Device::Cpu, &data_root(), None).unwrap();
     assert_eq!(std::fs::metadata(&ck).unwrap().modified().unwrap(), before);
     assert_eq!(again.runs[0].tokenizer, res.runs[0].tokenizer);
+}
+
+/// Without `--arms` the preset's default arms run; names pick arms (in the preset's order),
+/// `all` keeps every arm, an unknown name is refused with the preset's arms listed.
+#[test]
+fn arms_are_selected_by_name() {
+    let quick: StudyConfig = tessera_core::ConfigSource::new(
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/study-te-quick.toml")),
+        vec![],
+    )
+    .load()
+    .unwrap();
+    let names = |c: &StudyConfig| c.arms.iter().map(|a| a.name.clone()).collect::<Vec<_>>();
+    let mut c = quick.clone();
+    c.select_arms(None).unwrap();
+    assert_eq!(names(&c), ["vqgan", "te-vqgan"], "the ViT-VQGAN arm runs only when named");
+    let mut c = quick.clone();
+    c.select_arms(Some(&["all".into()])).unwrap();
+    assert_eq!(names(&c), ["vqgan", "te-vqgan", "vit-vqgan"]);
+    let mut c = quick.clone();
+    c.select_arms(Some(&["vit-vqgan".into(), "vqgan".into()])).unwrap();
+    assert_eq!(names(&c), ["vqgan", "vit-vqgan"]);
+    let e = quick.clone().select_arms(Some(&["vit".into()])).unwrap_err().to_string();
+    assert!(e.contains("`vit`") && e.contains("te-vqgan"), "{e}");
+    // A vit-vqgan arm without its tokenizer config is refused at load time.
+    let text = "tokenizer = \"t.toml\"\n[[arms]]\nname = \"v\"\nkind = \"vit-vqgan\"\n";
+    let e = tessera_core::config::load_str::<StudyConfig>(text, &[], "study.toml").unwrap_err().to_string();
+    assert!(e.contains("arms[0].tokenizer"), "{e}");
 }

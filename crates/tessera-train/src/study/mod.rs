@@ -29,14 +29,46 @@ use crate::error::{Result, TrainError};
 use crate::gen_eval::SplitScores;
 use crate::generator::{self, GeneratorRunConfig};
 use crate::tokenizer::{self, TokenizerRunConfig};
+use crate::vit_tokenizer::VitRunConfig;
+
+/// The tokenizer family an arm trains.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArmKind {
+    /// VQGAN / TE-VQGAN: the study's `tokenizer` config with this arm's λ_o.
+    #[default]
+    Vqgan,
+    /// ViT-VQGAN: the arm's own `tokenizer` config (`tessera train vit-vqgan`).
+    VitVqgan,
+}
 
 /// One side of the comparison.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Arm {
     pub name: String,
-    /// λ_o of the orthogonality regulariser (spec §2.2).
+    /// λ_o of the orthogonality regulariser (spec §2.2); VQGAN arms only.
+    #[serde(default)]
     pub ortho_weight: f64,
+    #[serde(default)]
+    pub kind: ArmKind,
+    /// The arm's tokenizer config (required for ViT-VQGAN; VQGAN arms use the study's).
+    #[serde(default)]
+    pub tokenizer: Option<PathBuf>,
+    /// Whether the arm runs when `--arms` is not given.
+    #[serde(default = "yes")]
+    pub default: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Arm {
+    /// A VQGAN arm with λ_o = `ortho_weight`, run by default.
+    pub fn vqgan(name: &str, ortho_weight: f64) -> Self {
+        Arm { name: name.into(), ortho_weight, kind: ArmKind::Vqgan, tokenizer: None, default: true }
+    }
 }
 
 /// A study preset (`configs/study-te-*.toml`).
@@ -79,6 +111,18 @@ impl tessera_core::Validate for StudyConfig {
             let unique = self.arms.iter().filter(|a| a.name == arm.name).count() == 1;
             c.rule(unique, &format!("arms[{i}].name"), format_args!("= {:?}: two arms share it", arm.name));
             c.weight(&format!("arms[{i}].ortho_weight"), arm.ortho_weight);
+            if arm.kind == ArmKind::VitVqgan {
+                c.rule(
+                    arm.tokenizer.is_some(),
+                    &format!("arms[{i}].tokenizer"),
+                    "a vit-vqgan arm needs its tokenizer config (e.g. configs/mnist64-vit-quick.toml)",
+                );
+                c.rule(
+                    arm.ortho_weight == 0.0,
+                    &format!("arms[{i}].ortho_weight"),
+                    "applies to VQGAN arms only; set it to 0 for vit-vqgan",
+                );
+            }
         }
     }
 }
@@ -92,12 +136,33 @@ impl Default for StudyConfig {
             tokenizer_val_batches: 10,
             eval_images: 200,
             splits: vec![Split::Validation, Split::TestUnseen],
-            arms: vec![
-                Arm { name: "vqgan".into(), ortho_weight: 0.0 },
-                Arm { name: "te-vqgan".into(), ortho_weight: 10.0 },
-            ],
+            arms: vec![Arm::vqgan("vqgan", 0.0), Arm::vqgan("te-vqgan", 10.0)],
             seed: 23,
         }
+    }
+}
+
+impl StudyConfig {
+    /// Keep the arms `names` (in the preset's order; `all` keeps every arm), or, without names,
+    /// the arms marked `default`. An unknown name is an error that lists the preset's arms.
+    pub fn select_arms(&mut self, names: Option<&[String]>) -> Result<()> {
+        let known: Vec<String> = self.arms.iter().map(|a| a.name.clone()).collect();
+        match names {
+            None => self.arms.retain(|a| a.default),
+            Some(n) if n.iter().any(|x| x == "all") => {}
+            Some(n) => {
+                if let Some(bad) = n.iter().find(|x| !known.contains(x)) {
+                    return Err(TrainError::Invalid(format!(
+                        "--arms: no arm `{bad}` in the study preset; it has {known:?} (or `all`)"
+                    )));
+                }
+                self.arms.retain(|a| n.contains(&a.name));
+            }
+        }
+        if self.arms.is_empty() {
+            return Err(TrainError::Invalid(format!("no arm selected; the preset has {known:?}")));
+        }
+        Ok(())
     }
 }
 
@@ -282,16 +347,27 @@ fn run_arm(
     let clf_dir = out.join("classifier");
     let label = format!("seed {s} {}", arm.name);
     let (tok_dir, gen_dir) = run_dirs(out, s, &arm.name);
-    let mut tcfg = tok_base.clone();
-    tcfg.quantizer.ortho.weight = arm.ortho_weight;
-    tcfg.train.seed = seed;
-    tcfg.data.loader.seed = seed;
-    tcfg.eval.val_batches = cfg.tokenizer_val_batches;
     let mut seconds = BTreeMap::new();
     let t = stage(&tok_dir, &format!("{label}: tokenizer"), || {
         let resume = tok_dir.join("checkpoints/last.safetensors").exists();
-        let (mut task, _) = tokenizer::train(tcfg.clone(), device, root, &tok_dir, resume)?;
-        let rec = task.evaluate()?;
+        let rec = match arm.kind {
+            ArmKind::Vqgan => {
+                let mut tcfg = tok_base.clone();
+                tcfg.quantizer.ortho.weight = arm.ortho_weight;
+                tcfg.train.seed = seed;
+                tcfg.data.loader.seed = seed;
+                tcfg.eval.val_batches = cfg.tokenizer_val_batches;
+                tokenizer::train(tcfg, device, root, &tok_dir, resume)?.0.evaluate()?
+            }
+            ArmKind::VitVqgan => {
+                let path = arm.tokenizer.as_deref().unwrap_or(&cfg.tokenizer);
+                let mut vcfg: VitRunConfig = load_toml(path)?;
+                vcfg.train.seed = seed;
+                vcfg.data.loader.seed = seed;
+                vcfg.eval.val_batches = cfg.tokenizer_val_batches;
+                crate::vit_tokenizer::train(vcfg, device, root, &tok_dir, resume)?.0.evaluate()?
+            }
+        };
         write_json(&tok_dir.join("eval.json"), &rec)
     })?;
     seconds.insert("tokenizer".into(), t);

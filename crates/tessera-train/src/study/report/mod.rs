@@ -237,7 +237,8 @@ fn verdicts(res: &StudyResults) -> Vec<String> {
 fn intro(res: &StudyResults) -> String {
     let m = &res.machine;
     format!(
-        "Every arm uses the same seed, data order, initial weights and budget; only λ_o differs. \
+        "The VQGAN arms use the same seed, data order, initial weights and budget; only λ_o differs \
+         (a ViT-VQGAN arm has its own tokenizer preset and the same generator, classifier and data). \
          Machine: {} ({} cores, {} torch threads, {} GiB, device {}). {} \
          The evaluation classifier is trained by Tessera (held-out accuracy: colour {:.3}, digit {:.3}), \
          not Bi-DALL-E's checkpoint.",

@@ -134,7 +134,10 @@ fn digits(m: f64) -> usize {
 pub fn main_table(res: &StudyResults) -> Table {
     let arms = &res.config.arms;
     let mut head = vec!["metric".to_string()];
-    head.extend(arms.iter().map(|a| format!("{} (λ_o = {})", a.name, a.ortho_weight)));
+    head.extend(arms.iter().map(|a| match a.kind {
+        crate::study::ArmKind::Vqgan => format!("{} (λ_o = {})", a.name, a.ortho_weight),
+        crate::study::ArmKind::VitVqgan => format!("{} (ViT-VQGAN)", a.name),
+    }));
     if arms.len() >= 2 {
         head.push(format!("{} − {} (95 % CI over seeds)", arms[1].name, arms[0].name));
     }
