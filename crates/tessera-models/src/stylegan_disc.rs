@@ -5,10 +5,13 @@
 //!
 //! - Equalised learning rate: weights are drawn from N(0, 1) and scaled at run time by
 //!   `1/√fan_in` (conv: `in·k²`).
-//! - Fused leaky ReLU: `leaky_relu(x + b, 0.2)·√2`.
+//! - Fused leaky ReLU: `leaky_relu(x + b, 0.2)·√2`, computed as `leaky_relu(conv(x, √2·w, √2·b))`
+//!   so the bias and gain ride in the conv.
 //! - Blur: the kernel `[1,3,3,1]ᵀ[1,3,3,1]/64`, padded, stride 1, before each stride-2 conv.
 //! - `StyleBlock`: `(conv2(conv1(x)) + skip(x))/√2`, conv2 and skip blurred and strided.
 //! - Minibatch standard deviation over groups of up to 4 samples, one feature.
+
+use std::f64::consts::SQRT_2;
 
 use serde::{Deserialize, Serialize};
 use tch::nn;
@@ -87,11 +90,18 @@ impl ConvLayer {
             None => x.shallow_clone(),
         };
         let fan_in = self.weight.size()[1] * self.weight.size()[2] * self.weight.size()[3];
-        let w = &self.weight * (1.0 / (fan_in as f64).sqrt());
-        let y = x.conv2d::<Tensor>(&w, None, [self.stride], [self.padding], [1], 1);
+        let scale = 1.0 / (fan_in as f64).sqrt();
         match &self.bias {
-            Some(b) => fused_leaky_relu(&y, b),
-            None => y,
+            // leaky(y + b)·√2 = leaky(√2·y + √2·b): the bias and the gain ride in the conv.
+            Some(b) => {
+                let w = &self.weight * (scale * SQRT_2);
+                let y = x.conv2d(&w, Some(&(b * SQRT_2)), [self.stride], [self.padding], [1], 1);
+                leaky_relu_02(&y)
+            }
+            None => {
+                let w = &self.weight * scale;
+                x.conv2d::<Tensor>(&w, None, [self.stride], [self.padding], [1], 1)
+            }
         }
     }
 }
@@ -105,13 +115,11 @@ fn blur(x: &Tensor, kernel: &Tensor, pad: i64) -> Tensor {
     x.conv2d::<Tensor>(&k, None, [1], [0], [1], c)
 }
 
-/// `leaky_relu(x + b, 0.2)·√2`, the bias broadcast over channels.
-fn fused_leaky_relu(x: &Tensor, b: &Tensor) -> Tensor {
-    let mut shape = vec![1, b.size()[0]];
-    shape.extend(std::iter::repeat_n(1, x.dim() - 2));
-    let y = x + b.view(shape.as_slice());
-    // leaky_relu(y, 0.2), gradient 1 above 0 and 0.2 elsewhere (tch has no slope argument).
-    y.where_self(&y.gt(0.0), &(&y * 0.2)) * std::f64::consts::SQRT_2
+/// `leaky_relu(y, 0.2)`: gradient 1 above 0 and 0.2 elsewhere (tch's `leaky_relu` has no slope
+/// argument). Upstream's fused `leaky_relu(x + b, 0.2)·√2` is this on `√2·x + √2·b`, which is
+/// equal because the function is positively homogeneous.
+fn leaky_relu_02(y: &Tensor) -> Tensor {
+    y.where_self(&y.gt(0.0), &(y * 0.2))
 }
 
 /// An equalised-lr linear layer, optionally with a fused leaky ReLU.
@@ -132,11 +140,11 @@ impl EqualLinear {
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
-        let w = &self.weight * (1.0 / (self.weight.size()[1] as f64).sqrt());
+        let scale = 1.0 / (self.weight.size()[1] as f64).sqrt();
         if self.activate {
-            fused_leaky_relu(&x.matmul(&w.tr()), &self.bias)
+            leaky_relu_02(&x.linear(&(&self.weight * (scale * SQRT_2)), Some(&(&self.bias * SQRT_2))))
         } else {
-            x.linear(&w, Some(&self.bias))
+            x.linear(&(&self.weight * scale), Some(&self.bias))
         }
     }
 }
@@ -186,7 +194,7 @@ impl StyleDiscriminator {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let mut h = self.from_rgb.forward(x);
         for (conv1, conv2, skip) in &self.blocks {
-            h = (conv2.forward(&conv1.forward(&h)) + skip.forward(&h)) / std::f64::consts::SQRT_2;
+            h = (conv2.forward(&conv1.forward(&h)) + skip.forward(&h)) / SQRT_2;
         }
         let h = self.final_conv.forward(&minibatch_stddev(&h));
         let h = self.final_linear.0.forward(&h.flatten(1, -1));
@@ -216,7 +224,15 @@ pub fn minibatch_stddev(x: &Tensor) -> Tensor {
 /// `real: (B, 3, H, W)` → scalar
 pub fn r1_penalty(disc: &StyleDiscriminator, real: &Tensor) -> Tensor {
     let x = real.detach().set_requires_grad(true);
-    let out = disc.forward(&x).sum(Kind::Float);
-    let grad = Tensor::run_backward(&[out], &[&x], true, true).remove(0);
+    r1_of(&disc.forward(&x), &x)
+}
+
+/// R1 from logits already computed on `x` (which requires grad): the discriminator's real
+/// forward serves both its GAN loss and the penalty, as upstream's does.
+///
+/// # Shapes
+/// `logits: (B,)`, `x: (B, 3, H, W)` → scalar
+pub fn r1_of(logits: &Tensor, x: &Tensor) -> Tensor {
+    let grad = Tensor::run_backward(&[logits.sum(Kind::Float)], &[x], true, true).remove(0);
     grad.square().flatten(1, -1).sum_dim_intlist([1i64].as_slice(), false, Kind::Float).mean(Kind::Float)
 }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::perceptual::{Backbone, Lpips};
-use crate::stylegan_disc::{r1_penalty, StyleDiscriminator};
+use crate::stylegan_disc::{r1_of, StyleDiscriminator};
 
 /// The GAN objective (upstream `disc_loss`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -178,14 +178,16 @@ impl VitLoss {
     }
 
     /// The discriminator's loss at `step` (zero before `disc_start`), and the R1 value when it ran.
+    /// With R1, one forward of the real images serves the GAN term and the penalty.
     pub fn discriminator(&self, x: &Tensor, fake: &Tensor, step: i64) -> (Tensor, Option<Tensor>) {
         let c = &self.config;
         let f = self.disc_factor(step);
-        let gan =
-            c.disc_loss.discriminator(&self.disc.forward(&x.detach()), &self.disc.forward(&fake.detach()))
-                * f;
-        if f > 0.0 && step % c.r1_every == 0 && c.r1_gamma > 0.0 {
-            let r1 = r1_penalty(&self.disc, x);
+        let do_r1 = f > 0.0 && step % c.r1_every == 0 && c.r1_gamma > 0.0;
+        let real = if do_r1 { x.detach().set_requires_grad(true) } else { x.detach() };
+        let logits_real = self.disc.forward(&real);
+        let gan = c.disc_loss.discriminator(&logits_real, &self.disc.forward(&fake.detach())) * f;
+        if do_r1 {
+            let r1 = r1_of(&logits_real, &real);
             let total = &gan + &r1 * (c.r1_gamma * c.r1_every as f64 / 2.0);
             (total, Some(r1))
         } else {
