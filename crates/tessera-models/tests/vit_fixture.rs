@@ -172,3 +172,20 @@ fn generator_and_discriminator_losses_match_upstream() {
     let (no_r1, none) = loss.discriminator(&f["disc_input"], &f["disc_fake"], 5);
     assert!(none.is_none() && rel_diff(&no_r1, &f["d_loss_gan"]) < 1e-5, "R1 only every 16 steps");
 }
+
+/// The patch convs start as upstream's `init_weights` leaves them: xavier-uniform on the weight
+/// viewed as `(dim, ch·p²)` (bound √(6/(ch·p² + dim))), PyTorch's default bias `U(±1/√(ch·p²))`.
+#[test]
+fn patch_convs_initialise_as_upstream() {
+    let vs = VarStore::new(Device::Cpu);
+    let config = VitConfig { resolution: 32, patch_size: 8, in_channels: 3, encoder: tiny(), decoder: tiny() };
+    let _m = VitVq::new(&vs.root(), config, vit_quant(64, 8)).unwrap();
+    let v = vs.variables();
+    let max = |k: &str| v[k].abs().max().double_value(&[]);
+    let (w, b) = ((6.0f64 / (192.0 + 64.0)).sqrt(), 1.0 / 192f64.sqrt());
+    for k in ["encoder.to_patch_embedding.0", "decoder.to_pixel.1"] {
+        let (mw, mb) = (max(&format!("{k}.weight")), max(&format!("{k}.bias")));
+        assert!(mw <= w && mw > 0.95 * w, "{k}.weight: max {mw} vs bound {w}");
+        assert!(mb <= b && mb > 0.3 * b, "{k}.bias: max {mb} vs bound {b}");
+    }
+}

@@ -9,7 +9,7 @@ use tch::nn::{self, Module};
 use tch::Tensor;
 
 use super::transformer::Transformer;
-use super::{xavier, StackConfig};
+use super::StackConfig;
 
 /// MAE-style fixed 2-D sin-cos positions, as enhancing-transformers' `get_2d_sincos_pos_embed`
 /// computes them: with `ω_i = 10000^(−i/(D/4))` (float64), token `m = h·gw + w` gets
@@ -46,7 +46,7 @@ impl VitEncoder {
     /// For images of `(h, w)` pixels.
     pub fn new(p: &nn::Path, c: &StackConfig, (h, w): (i64, i64), patch: i64, channels: i64) -> Self {
         let fan = patch * patch;
-        let conv = nn::ConvConfig { stride: patch, ..xavier_conv(channels * fan, c.dim * fan) };
+        let conv = nn::ConvConfig { stride: patch, ..patch_conv_init(channels * fan, c.dim) };
         let to_patch = nn::conv2d(p / "to_patch_embedding" / 0, channels, c.dim, patch, conv);
         let pos = fixed(p, "en_pos_embedding", &sincos_2d(c.dim, h / patch, w / patch));
         VitEncoder { to_patch, pos, transformer: Transformer::new(&(p / "transformer"), c), patch }
@@ -79,7 +79,7 @@ impl VitDecoder {
         let grid = (h / patch, w / patch);
         let pos = fixed(p, "de_pos_embedding", &sincos_2d(c.dim, grid.0, grid.1));
         let fan = patch * patch;
-        let init = xavier_conv(channels * fan, c.dim * fan);
+        let init = patch_conv_init(channels * fan, c.dim);
         let conv = nn::ConvTransposeConfig {
             stride: patch,
             ws_init: init.ws_init,
@@ -111,11 +111,16 @@ fn fixed(p: &nn::Path, name: &str, value: &Tensor) -> Tensor {
     v
 }
 
-fn xavier_conv(fan_in: i64, fan_out: i64) -> nn::ConvConfig {
-    let l = xavier(fan_in, fan_out, true);
+/// Upstream's `init_weights` for the patch convs (`layers.py`@e1c185d): `xavier_uniform_` on the
+/// weight viewed as `(weight.shape[0], -1)`, which for the encoder's Conv2d `(dim, ch, p, p)` and
+/// the decoder's ConvTranspose2d `(dim, ch, p, p)` alike means fan-in `ch·p²` and fan-out `dim`
+/// (not the 4-D `dim·p²`); the bias keeps PyTorch's default, `U(±1/√(ch·p²))` for both.
+fn patch_conv_init(fan_in: i64, fan_out: i64) -> nn::ConvConfig {
+    let bound = (6.0 / (fan_in + fan_out) as f64).sqrt();
+    let b = 1.0 / (fan_in as f64).sqrt();
     nn::ConvConfig {
-        ws_init: l.ws_init,
-        bs_init: l.bs_init.unwrap_or(nn::Init::Const(0.0)),
+        ws_init: nn::Init::Uniform { lo: -bound, up: bound },
+        bs_init: nn::Init::Uniform { lo: -b, up: b },
         ..Default::default()
     }
 }
