@@ -29,6 +29,10 @@ pub struct VitBench {
     /// it, Tessera only).
     #[arg(long)]
     pub upstream: Option<PathBuf>,
+    /// Upstream's blur: `upstream` (its CPU `upfirdn2d_native`, as it runs) or `depthwise` (the
+    /// same filter as a grouped conv, which oneDNN runs ~10× faster; what Tessera does).
+    #[arg(long, default_value = "upstream", value_parser = ["upstream", "depthwise"])]
+    pub upstream_blur: String,
 }
 
 /// Median times of one step without and with R1, and the mean per step over an R1 period.
@@ -65,7 +69,10 @@ pub fn run(o: &VitBench, device: Device) -> Result<()> {
         return Ok(());
     };
     let theirs = upstream_times(checkout, &cfg, o)?;
-    println!("{:<28} {:>10} {:>10} {:>8}", "", "tessera", "upstream", "ratio");
+    println!(
+        "{:<28} {:>10} {:>10} {:>8}   (upstream blur: {})",
+        "", "tessera", "upstream", "ratio", o.upstream_blur
+    );
     for (name, a, b) in [
         ("step without R1", ours.plain_s, theirs.plain_s),
         ("step with R1", ours.with_r1_s, theirs.with_r1_s),
@@ -140,6 +147,7 @@ fn upstream_times(checkout: &Path, cfg: &VitRunConfig, o: &VitBench) -> Result<S
         format!("--batch={}", o.batch),
         format!("--reps={}", o.reps),
         format!("--threads={}", o.threads),
+        format!("--blur={}", o.upstream_blur),
     ];
     let v = crate::bench_cmd::python_json(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
     let num = |k: &str| v[k].as_f64().with_context(|| format!("no `{k}` in the upstream script's output"));

@@ -178,7 +178,8 @@ fn generator_and_discriminator_losses_match_upstream() {
 #[test]
 fn patch_convs_initialise_as_upstream() {
     let vs = VarStore::new(Device::Cpu);
-    let config = VitConfig { resolution: 32, patch_size: 8, in_channels: 3, encoder: tiny(), decoder: tiny() };
+    let config =
+        VitConfig { resolution: 32, patch_size: 8, in_channels: 3, encoder: tiny(), decoder: tiny() };
     let _m = VitVq::new(&vs.root(), config, vit_quant(64, 8)).unwrap();
     let v = vs.variables();
     let max = |k: &str| v[k].abs().max().double_value(&[]);

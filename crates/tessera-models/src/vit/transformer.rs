@@ -8,7 +8,7 @@
 //! middle"); attention's `to_qkv` has no bias.
 
 use tch::nn::{self, Module};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::{xavier, StackConfig};
 
@@ -38,8 +38,8 @@ impl Attention {
         let qkv = self.to_qkv.forward(x).chunk(3, -1);
         let split = |t: &Tensor| t.view([b, n, self.heads, self.dim_head]).transpose(1, 2);
         let (q, k, v) = (split(&qkv[0]), split(&qkv[1]), split(&qkv[2]));
-        let dots = q.matmul(&k.transpose(-1, -2)) * (self.dim_head as f64).powf(-0.5);
-        let out = dots.softmax(-1, Kind::Float).matmul(&v);
+        // softmax(q·kᵀ/√d)·v, fused (upstream computes the same in three steps).
+        let out = Tensor::scaled_dot_product_attention::<Tensor>(&q, &k, &v, None, 0.0, false, None, false);
         let out = out.transpose(1, 2).reshape([b, n, self.heads * self.dim_head]);
         match &self.to_out {
             Some(l) => l.forward(&out),

@@ -161,6 +161,7 @@ pub(crate) fn import_vars(
     }
     report.ignored = ignored;
     report.unused = model;
+    report.kept.sort();
     Ok(report)
 }
 
