@@ -31,7 +31,6 @@ use tch::nn::VarStore;
 use tch::{Device, Tensor};
 use tessera_data::{Batch, DataLoader, Split};
 use tessera_models::disc::PatchGan;
-use tessera_models::perceptual::Lpips;
 use tessera_models::vqgan::loss::{ExtraLoss, VqLpipsLoss};
 use tessera_models::vqgan::VqModel;
 use tessera_nn::ema::WeightEma;
@@ -77,22 +76,15 @@ impl TokenizerTask {
         let model = VqModel::new(&vs.root(), config.model.clone(), config.quantizer.clone())?;
         let disc_vs = VarStore::new(device);
         let disc = PatchGan::new(&(disc_vs.root() / "loss" / "discriminator"), &config.disc);
-        let (lpips_vs, lpips) = if config.loss.perceptual_weight > 0.0 {
-            let mut pvs = VarStore::new(device);
-            let lp =
-                Lpips::new(&pvs.root(), config.loss.perceptual_backbone, config.loss.perceptual_head_dropout);
-            let files: Vec<&Path> = config
-                .loss
-                .perceptual_weights
-                .iter()
-                .chain(&config.loss.perceptual_heads)
-                .map(|p| p.as_path())
-                .collect();
-            load_perceptual(&mut pvs, &files)?;
-            (Some(pvs), Some(lp))
-        } else {
-            (None, None)
-        };
+        let l = &config.loss;
+        let files = l.perceptual_weights.iter().chain(&l.perceptual_heads);
+        let (lpips_vs, lpips) = perceptual_net(
+            l.perceptual_weight,
+            l.perceptual_backbone,
+            l.perceptual_head_dropout,
+            files,
+            device,
+        )?;
         let loss = VqLpipsLoss::new(config.loss.clone(), disc, lpips);
         let lr = config.learning_rate();
         let opt_ae = Adam::new(trainable(&vs), lr, config.optim.adam.clone());

@@ -46,6 +46,25 @@ pub fn load_perceptual(vs: &mut VarStore, files: &[&Path]) -> Result<()> {
     Ok(())
 }
 
+/// The perceptual network a tokenizer loss asks for: none when `weight` is 0, else `backbone`
+/// loaded (frozen) from `files` ([`load_perceptual`]), with its own VarStore.
+pub fn perceptual_net<'a>(
+    weight: f64,
+    backbone: tessera_models::perceptual::Backbone,
+    head_dropout: bool,
+    files: impl Iterator<Item = &'a std::path::PathBuf>,
+    device: Device,
+) -> Result<(Option<VarStore>, Option<tessera_models::perceptual::Lpips>)> {
+    if weight <= 0.0 {
+        return Ok((None, None));
+    }
+    let mut vs = VarStore::new(device);
+    let lp = tessera_models::perceptual::Lpips::new(&vs.root(), backbone, head_dropout);
+    let files: Vec<&Path> = files.map(|p| p.as_path()).collect();
+    load_perceptual(&mut vs, &files)?;
+    Ok((Some(vs), Some(lp)))
+}
+
 /// Tensors that an import skips on purpose: the LPIPS network and fixed blur filters.
 fn skipped_on_purpose(key: &str) -> bool {
     key.starts_with("loss.perceptual_loss.") || key.ends_with(".filt")

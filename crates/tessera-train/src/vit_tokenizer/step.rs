@@ -17,7 +17,6 @@ use std::path::Path;
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
 use tessera_data::Batch;
-use tessera_models::perceptual::Lpips;
 use tessera_models::stylegan_disc::StyleDiscriminator;
 use tessera_models::vit::loss::VitLoss;
 use tessera_models::vit::VitVq;
@@ -28,7 +27,7 @@ use crate::checkpoint;
 use crate::error::{Result, TrainError};
 use crate::metrics::Record;
 use crate::schedule::lr_at;
-use crate::tokenizer::{add_mean, finite, load_perceptual, trainable};
+use crate::tokenizer::{add_mean, finite, perceptual_net, trainable};
 
 /// The models and optimisers of a ViT-VQGAN run: everything a step changes.
 pub struct VitTrainer {
@@ -61,21 +60,10 @@ impl VitTrainer {
             &config.disc,
             config.model.resolution,
         );
-        let (lpips_vs, lpips) = if config.loss.perceptual_weight > 0.0 {
-            let mut pvs = VarStore::new(device);
-            let lp = Lpips::new(&pvs.root(), config.loss.perceptual_backbone, false);
-            let files: Vec<&Path> = config
-                .loss
-                .perceptual_weights
-                .iter()
-                .chain(&config.loss.perceptual_heads)
-                .map(|p| p.as_path())
-                .collect();
-            load_perceptual(&mut pvs, &files)?;
-            (Some(pvs), Some(lp))
-        } else {
-            (None, None)
-        };
+        let l = &config.loss;
+        let files = l.perceptual_weights.iter().chain(&l.perceptual_heads);
+        let (lpips_vs, lpips) =
+            perceptual_net(l.perceptual_weight, l.perceptual_backbone, false, files, device)?;
         let loss = VitLoss::new(config.loss.clone(), disc, lpips);
         let lr = config.optim.learning_rate;
         let opt_ae = Adam::new(all_decay(&vs), lr, config.optim.adam.clone());
