@@ -119,28 +119,10 @@ enum Command {
 enum ImportCommand {
     /// A taming-transformers / TE-VQGAN checkpoint (a Lightning .ckpt, a .pth/.pt state_dict or
     /// .safetensors; pickles are read without running their code) with the run config that matches it.
-    Taming {
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        config: ConfigArgs,
-        #[arg(long, short = 'o')]
-        out: PathBuf,
-        /// Import even when checkpoint tensors of the model have no place in the config.
-        #[arg(long)]
-        allow_unused: bool,
-    },
+    Taming(train_cmd::ImportArgs),
     /// A thuanz123/enhancing-transformers ViT-VQGAN checkpoint (Lightning .ckpt, .pth/.pt
     /// state_dict or .safetensors) with the ViT-VQGAN run config that matches it.
-    VitVqgan {
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        config: ConfigArgs,
-        #[arg(long, short = 'o')]
-        out: PathBuf,
-        /// Import even when checkpoint tensors of the model have no place in the config.
-        #[arg(long)]
-        allow_unused: bool,
-    },
+    VitVqgan(train_cmd::ImportArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -188,13 +170,12 @@ fn main() {
             Command::Eval(EvalCommand::Generator(args)) => gen_cmd::eval(&args, &cli.global, device),
             Command::Study(cmd) => study_cmd::run(cmd, &cli.global, device),
             Command::Generate(cmd) => gen_cmd::generate(cmd, &cli.global, device),
-            Command::Import(ImportCommand::Taming { checkpoint, config, out, allow_unused }) => {
-                let o = train_cmd::ImportArgs { ckpt: &checkpoint, config: &config, out: &out, allow_unused };
-                train_cmd::import(tessera_train::tokenizer::KIND, &o, &cli.global, device)
-            }
-            Command::Import(ImportCommand::VitVqgan { checkpoint, config, out, allow_unused }) => {
-                let o = train_cmd::ImportArgs { ckpt: &checkpoint, config: &config, out: &out, allow_unused };
-                train_cmd::import(tessera_train::vit_tokenizer::KIND, &o, &cli.global, device)
+            Command::Import(cmd) => {
+                let (kind, a) = match &cmd {
+                    ImportCommand::Taming(a) => (tessera_train::tokenizer::KIND, a),
+                    ImportCommand::VitVqgan(a) => (tessera_train::vit_tokenizer::KIND, a),
+                };
+                train_cmd::import(kind, a, &cli.global, device)
             }
             Command::Encode { run, images, out } => {
                 train_cmd::encode(&run, &images, &out, &cli.global, device)

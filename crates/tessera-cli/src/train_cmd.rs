@@ -246,21 +246,26 @@ pub fn reconstruct(run: &Path, image: &Path, out: &Path, _g: &GlobalArgs, device
     Ok(())
 }
 
-/// What `tessera import …` was given.
-pub struct ImportArgs<'a> {
-    pub ckpt: &'a Path,
-    pub config: &'a ConfigArgs,
-    pub out: &'a Path,
+/// What `tessera import taming|vit-vqgan` takes.
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    pub checkpoint: PathBuf,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
+    /// Import even when checkpoint tensors of the model have no place in the config.
+    #[arg(long)]
     pub allow_unused: bool,
 }
 
 /// Import a checkpoint of run kind `kind` (taming's `vqgan` or `vit-vqgan`).
 pub fn import(kind: &str, a: &ImportArgs, g: &GlobalArgs, device: Device) -> Result<()> {
-    let out = a.out;
+    let out = &a.out;
     if out.join("checkpoints/last.safetensors").exists() {
         bail!("{} already holds a run; choose another --out", out.display());
     }
-    let (tensors, global_step) = tokenizer::read_checkpoint_tensors(a.ckpt)?;
+    let (tensors, global_step) = tokenizer::read_checkpoint_tensors(&a.checkpoint)?;
     if let Some(step) = global_step {
         tracing::info!("a PyTorch Lightning checkpoint at global step {step}");
     }
