@@ -90,6 +90,7 @@ import upstream  # noqa: E402
 from vitvq_fixtures import (  # noqa: E402
     ET, ET_COMMIT, AttrDict, install_stubs, narrow_disc, no_cuda_extensions, numpy_float_alias)
 from upstream_vqgan_fixtures import quiet  # noqa: E402
+from vitvq_step_fixtures import Lightning  # noqa: E402
 
 R1_EVERY = 16
 
@@ -180,7 +181,8 @@ def use_depthwise_blur():
 
 
 def build(a):
-    """Upstream ViTVQ with its loss and optimisers; returns (model, optimizers, info)."""
+    """Upstream ViTVQ with its loss and optimisers, driven as Lightning 1.5 drives them; returns
+    (lightning, info)."""
     if a.disc_div != 1 and (a.disc_div < 4 or 512 % a.disc_div or (256 * a.channel_multiplier) % a.disc_div):
         raise SystemExit(f"--disc-div {a.disc_div}: must divide 512 and 256*channel_multiplier, and be 1 or >= 4")
     torch.set_num_threads(a.threads)
@@ -201,64 +203,23 @@ def build(a):
     disc = model.loss.discriminator
     assert type(disc) is LL.StyleDiscriminator
     chans, width = check_disc(LL, disc, a.image, a.channel_multiplier, a.disc_div, width_fn)
-    # What LightningModule would provide to training_step / configure_optimizers.
-    model.log = lambda *args, **kwargs: None
-    model.log_dict = lambda *args, **kwargs: None
-    model.global_step = 0
-    model.learning_rate = a.lr
     model.train()
-    optimizers, schedulers = model.configure_optimizers()
-    assert len(optimizers) == 2 and not schedulers
+    lightning = Lightning(model, lr=a.lr)  # what PyTorch-Lightning provides: log, optimizers, toggling
     n_disc = sum(p.numel() for p in disc.parameters())
-    n_ae = sum(p.numel() for g in optimizers[0].param_groups for p in g["params"])
+    n_ae = sum(p.numel() for g in lightning.optimizers[0].param_groups for p in g["params"])
     info = {"params_ae": n_ae, "params_disc": n_disc, "disc_channels": {str(r): c for r, c in chans.items()},
             "tessera_disc": {"width": width, "channel_multiplier": a.channel_multiplier}}
-    return model, optimizers, info
+    return lightning, info
 
 
-class Toggler:
-    """LightningModule.toggle_optimizer / untoggle_optimizer (pytorch-lightning 1.x)."""
-
-    def __init__(self, optimizers):
-        self.optimizers = optimizers
-        self.state = {}
-
-    def toggle(self, idx):
-        state = {}
-        for opt in self.optimizers:
-            for group in opt.param_groups:
-                for p in group["params"]:
-                    if p not in state:
-                        state[p] = p.requires_grad
-                        p.requires_grad = False
-        for group in self.optimizers[idx].param_groups:
-            for p in group["params"]:
-                p.requires_grad = state[p]
-        self.state = state
-
-    def untoggle(self, idx):
-        for j, opt in enumerate(self.optimizers):
-            if j != idx:
-                for group in opt.param_groups:
-                    for p in group["params"]:
-                        if p in self.state:
-                            p.requires_grad = self.state[p]
-        self.state = {}
-
-
-def make_step(model, optimizers, x):
-    toggler = Toggler(optimizers)
+def make_step(lightning, x):
+    """One training step per call: both optimizers in turn (reference/vitvq_step_fixtures.Lightning)."""
+    state = {"global_step": 0}
 
     def step(batch_idx):
         batch = {"image": x.clone()}  # a fresh tensor per step, as from a data loader
-        for idx, opt in enumerate(optimizers):
-            toggler.toggle(idx)
-            loss = model.training_step(batch, batch_idx, idx)
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
-            toggler.untoggle(idx)
-        model.global_step += 1
+        lightning.batch(batch, batch_idx, state["global_step"])
+        state["global_step"] += 1
 
     return step
 
@@ -277,9 +238,9 @@ def timed(fn, reps):
 
 def main(argv=None):
     a = parse_args(argv)
-    model, optimizers, info = build(a)
+    lightning, info = build(a)
     x = torch.rand(a.batch, 3, a.image, a.image)
-    step = make_step(model, optimizers, x)
+    step = make_step(lightning, x)
     print(f"upstream ViTVQ {a.image}px/{a.patch} dim {a.dim} depth {a.depth} heads {a.heads} mlp {a.mlp}, "
           f"{a.n_embed}x{a.embed_dim} codes, {info['params_ae']} AE params; StyleDiscriminator channels "
           f"{info['disc_channels']} ({info['params_disc']} params) = Tessera [disc] {info['tessera_disc']}; "

@@ -134,11 +134,11 @@ class Lightning:
     self.log / self.log_dict (recorded here), trainer.global_step, toggle / untoggle_optimizer and the
     automatic-optimisation closure (training_step -> zero_grad -> backward inside optimizer.step)."""
 
-    def __init__(self, model):
+    def __init__(self, model, lr=LR):
         self.model, self.logged = model, {}
         model.log = lambda name, value, **kw: self.logged.__setitem__(name, value.detach().clone())
         model.log_dict = lambda d, **kw: self.logged.update({k: v.detach().clone() for k, v in d.items()})
-        model.learning_rate = LR
+        model.learning_rate = lr
         self.optimizers, schedulers = model.configure_optimizers()
         assert schedulers == [] and len(self.optimizers) == 2
 
