@@ -178,3 +178,40 @@ pub fn eval(args: &EvalGeneratorArgs, g: &GlobalArgs, device: Device) -> Result<
     println!("{json}\nwritten to {}", out.display());
     Ok(())
 }
+
+#[derive(Args, Debug)]
+pub struct EvalVimArgs {
+    /// A generator run trained with `directions = "t2i"` on Fashion-MNIST
+    /// (configs/fashion32-vim-quick.toml).
+    pub run: PathBuf,
+    /// The Fashion-MNIST classifier (`tessera train classifier --fashion`).
+    #[arg(long)]
+    pub classifier: PathBuf,
+    #[arg(long, default_value_t = 100)]
+    pub samples_per_class: usize,
+    /// Block the probe reads (1-based; 0 = the middle one).
+    #[arg(long, default_value_t = 0)]
+    pub probe_block: usize,
+    /// Training images the probe is fitted on (test: the first as many test images, ≤ 10,000).
+    #[arg(long, default_value_t = 10_000)]
+    pub probe_images: usize,
+    /// Output folder (default: RUN/vim).
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+}
+
+pub fn eval_vim(args: &EvalVimArgs, g: &GlobalArgs, device: Device) -> Result<()> {
+    let mut task = open(&args.run, g, device)?;
+    let cfg = tessera_train::vim::VimEvalConfig {
+        samples_per_class: args.samples_per_class,
+        probe_block: args.probe_block,
+        probe_train_images: args.probe_images,
+        probe_test_images: args.probe_images,
+        seed: task.config.eval.seed,
+        ..Default::default()
+    };
+    let out = args.out.clone().unwrap_or_else(|| args.run.join("vim"));
+    let report = tessera_train::vim::evaluate_vim(&mut task, &args.classifier, &g.data_root(), &cfg, &out)?;
+    println!("{}\nwritten to {}", serde_json::to_string_pretty(&report)?, out.display());
+    Ok(())
+}

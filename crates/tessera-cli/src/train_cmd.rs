@@ -21,7 +21,8 @@ pub enum TrainCommand {
     /// Train a BiART generator (text→image and image→text) on a tokenizer run's codes
     /// (presets: configs/mnist64-biart*.toml).
     Generator(RunArgs),
-    /// Train the ResNet-18 evaluation classifier (colour + digit heads) used by T2I accuracy.
+    /// Train the ResNet-18 evaluation classifier (colour + digit heads) used by T2I accuracy, or
+    /// with --fashion the Fashion-MNIST one (one 10-way head) that scores VIM's samples.
     Classifier {
         /// Config of the MNIST64x64 data (configs/data-mnist64.toml); defaults otherwise.
         #[command(flatten)]
@@ -34,6 +35,9 @@ pub enum TrainCommand {
         /// Channels of the first stage (64 = torchvision's ResNet-18).
         #[arg(long, default_value_t = 64)]
         width: i64,
+        /// Train on Fashion-MNIST articles (`tessera data fetch --fashion`) instead of MNIST64x64 crops.
+        #[arg(long)]
+        fashion: bool,
     },
     /// Train Tessera's in-domain perceptual network (a substitute for ImageNet VGG16).
     Perceptual {
@@ -81,7 +85,20 @@ pub fn train(cmd: TrainCommand, g: &GlobalArgs, device: Device) -> Result<()> {
             let (_, summary) = tessera_train::generator::train(cfg, device, &g.data_root(), &out, resume)?;
             report_run(&summary, t0, &out)
         }
-        TrainCommand::Classifier { config, out, steps, width } => {
+        TrainCommand::Classifier { out, steps, width, fashion: true, .. } => {
+            let mut cfg = tessera_train::classifier::ClassifierRunConfig { steps, ..Default::default() };
+            cfg.model.width = width;
+            cfg.val_crops = 10_000;
+            let report = tessera_train::article_classifier::train_article_classifier(
+                &g.data_root(),
+                &cfg,
+                device,
+                &out,
+            )?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        TrainCommand::Classifier { config, out, steps, width, fashion: false } => {
             let data: tessera_data::DataConfig = config.source().load()?;
             let gen = data.mnist64(&g.data_root())?;
             let mut cfg = tessera_train::classifier::ClassifierRunConfig { steps, ..Default::default() };

@@ -8,6 +8,7 @@ use tessera_core::validate::{Check, Validate, MAX_IMAGES};
 
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
+use crate::fashion::FashionMnist;
 use crate::fetch::mnist_dir;
 use crate::folder::{FakeData, ImageFolder, Resize};
 use crate::loader::LoaderConfig;
@@ -24,6 +25,8 @@ pub const MAX_IMAGE_SIDE: u32 = 4096;
 pub enum SourceKind {
     /// MNIST64x64 generated from the MNIST in the data cache.
     Mnist64,
+    /// Fashion-MNIST from the data cache at `image_size` (≥ 28), captioned with its class name.
+    FashionMnist,
     /// An image folder (`path`), recursive, no captions.
     Folder,
     /// An image folder with same-stem `.txt` captions beside the images or in `text_dir`.
@@ -62,6 +65,16 @@ impl Validate for DataConfig {
         c.section("mnist64", &self.mnist64);
         c.section("loader", &self.loader);
         let batch = self.loader.batch_size;
+        if self.source == SourceKind::FashionMnist {
+            c.rule(
+                self.image_size >= 28,
+                "image_size",
+                format_args!(
+                    "= {}: Fashion-MNIST images are 28×28, so it must be at least 28",
+                    self.image_size
+                ),
+            );
+        }
         if self.source == SourceKind::Fake && self.loader.drop_last {
             c.rule(
                 self.fake_len >= batch,
@@ -127,6 +140,9 @@ impl DataConfig {
         };
         Ok(match self.source {
             SourceKind::Mnist64 => Arc::new(self.mnist64(root)?.split(split)),
+            SourceKind::FashionMnist => {
+                Arc::new(FashionMnist::split(&FashionMnist::load(root)?, split, self.image_size)?)
+            }
             SourceKind::Folder => {
                 Arc::new(ImageFolder::open(&folder_path()?, resize)?.with_max_pixels(self.max_image_pixels))
             }

@@ -1,6 +1,7 @@
 //! Tessera's data layer: everything before a model sees a tensor. Knows nothing of models.
 //!
 //! - [`idx`], [`mnist`], [`fetch`]: MNIST / Fashion-MNIST from package registries, verified.
+//! - [`fashion`]: Fashion-MNIST with one-word class captions (ViT-VQGAN presets, VIM).
 //! - [`mnist64`]: the MNIST64x64 protocol (scenes, captions, parser, splits, translated set).
 //! - [`image_file`]: image files decoded with bounded work (pixel limit before decoding).
 //! - [`folder`]: users' image folders and image+caption folders, fake data.
@@ -12,6 +13,7 @@ pub mod config;
 pub mod dataset;
 pub mod error;
 pub mod export;
+pub mod fashion;
 pub mod fetch;
 pub mod folder;
 pub mod idx;

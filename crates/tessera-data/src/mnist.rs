@@ -49,15 +49,21 @@ pub struct Mnist {
 impl Mnist {
     /// Load from a directory holding the four IDX files (raw or `.gz`).
     pub fn load(dir: &Path) -> Result<Self> {
+        Self::load_named(dir, "MNIST", "tessera data fetch")
+    }
+
+    /// As [`Mnist::load`], naming the data set (`what`) and the command that fetches it in the
+    /// error when a file is missing (Fashion-MNIST uses the same file names).
+    pub fn load_named(dir: &Path, what: &str, fetch: &str) -> Result<Self> {
         let split = |prefix: &str| -> Result<MnistSplit> {
             let find = |stem: String| -> Result<std::path::PathBuf> {
                 [dir.join(&stem), dir.join(format!("{stem}.gz"))]
                     .into_iter()
                     .find(|p| p.is_file())
                     .ok_or_else(|| DataError::Missing {
-                        what: format!("MNIST file {stem}"),
+                        what: format!("{what} file {stem}"),
                         path: dir.join(&stem),
-                        fetch: "tessera data fetch".into(),
+                        fetch: fetch.into(),
                     })
             };
             let images = read_images(&find(format!("{prefix}-images-idx3-ubyte"))?)?;

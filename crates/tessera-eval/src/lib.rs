@@ -9,11 +9,13 @@
 //!   `Trans_eq_acc` over a validation set.
 //! - [`generation`]: scoring a text↔image generator on MNIST64x64 (T2I with the evaluation
 //!   classifier, I2T with the caption parser), with per-sample records and marked grids.
+//! - [`probe`]: a logistic-regression linear probe on frozen features.
 //! - [`stats`]: paired t-intervals over seeds and bootstrap intervals over images.
 
 pub mod captions;
 pub mod equivariance;
 pub mod generation;
 pub mod image;
+pub mod probe;
 pub mod reconstruction;
 pub mod stats;

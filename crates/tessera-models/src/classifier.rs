@@ -88,16 +88,18 @@ pub struct ClassifierOutput {
     pub digit: Tensor,
 }
 
+/// torchvision's ResNet-18 trunk without `fc`: stem, four stages, global average pool.
 #[derive(Debug)]
-pub struct DigitClassifier {
+pub struct ResNetTrunk {
     conv1: nn::Conv2D,
     bn1: nn::BatchNorm,
     layers: Vec<Vec<BasicBlock>>,
-    color_head: nn::Linear,
-    number_head: nn::Linear,
+    /// Width of the pooled features (8 × `width`).
+    pub out_dim: i64,
 }
 
-impl DigitClassifier {
+impl ResNetTrunk {
+    /// Parameters at `p` itself (`conv1`, `bn1`, `layer{1..4}`), as torchvision.
     pub fn new(p: &nn::Path, c: &ClassifierConfig) -> Self {
         let w = c.width;
         let mut layers = Vec::new();
@@ -119,10 +121,37 @@ impl DigitClassifier {
                 .collect();
             layers.push(stage);
         }
+        Self { conv1: conv(p / "conv1", 3, w, 7, 2), bn1: bn(p / "bn1", w), layers, out_dim: ch }
+    }
+
+    /// # Shapes
+    /// `x: (B, 3, H, W)` in `[0, 1]` → `(B, out_dim)` pooled features
+    pub fn features(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut h = self.bn1.forward_t(&self.conv1.forward(x), train).relu();
+        h = h.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        for stage in &self.layers {
+            for blk in stage {
+                h = blk.forward_t(&h, train);
+            }
+        }
+        h.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+    }
+}
+
+/// Bi-DALL-E's MNIST64x64 classifier: the trunk with a colour and a digit head.
+#[derive(Debug)]
+pub struct DigitClassifier {
+    trunk: ResNetTrunk,
+    color_head: nn::Linear,
+    number_head: nn::Linear,
+}
+
+impl DigitClassifier {
+    pub fn new(p: &nn::Path, c: &ClassifierConfig) -> Self {
+        let trunk = ResNetTrunk::new(p, c);
+        let ch = trunk.out_dim;
         Self {
-            conv1: conv(p / "conv1", 3, w, 7, 2),
-            bn1: bn(p / "bn1", w),
-            layers,
+            trunk,
             color_head: nn::linear(p / "color_head", ch, 4, Default::default()),
             number_head: nn::linear(p / "number_head", ch, 10, Default::default()),
         }
@@ -131,15 +160,30 @@ impl DigitClassifier {
     /// # Shapes
     /// `x: (B, 3, 28, 28)` in `[0, 1]` → colour `(B, 4)`, digit `(B, 10)` logits
     pub fn forward_t(&self, x: &Tensor, train: bool) -> ClassifierOutput {
-        let mut h = self.bn1.forward_t(&self.conv1.forward(x), train).relu();
-        h = h.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
-        for stage in &self.layers {
-            for blk in stage {
-                h = blk.forward_t(&h, train);
-            }
-        }
-        let f = h.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
+        let f = self.trunk.features(x, train);
         ClassifierOutput { colour: self.color_head.forward(&f), digit: self.number_head.forward(&f) }
+    }
+}
+
+/// The same trunk with one head of `classes` logits (`class_head`): the Fashion-MNIST
+/// evaluation classifier of VIM, trained the way the MNIST64x64 one is.
+#[derive(Debug)]
+pub struct LabelClassifier {
+    trunk: ResNetTrunk,
+    class_head: nn::Linear,
+}
+
+impl LabelClassifier {
+    pub fn new(p: &nn::Path, c: &ClassifierConfig, classes: i64) -> Self {
+        let trunk = ResNetTrunk::new(p, c);
+        let class_head = nn::linear(p / "class_head", trunk.out_dim, classes, Default::default());
+        Self { trunk, class_head }
+    }
+
+    /// # Shapes
+    /// `x: (B, 3, 28, 28)` in `[0, 1]` → `(B, classes)` logits
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.class_head.forward(&self.trunk.features(x, train))
     }
 }
 
@@ -165,5 +209,17 @@ mod tests {
         let out = m.forward_t(&Tensor::rand([2, 3, 28, 28], (Kind::Float, Device::Cpu)), false);
         assert_eq!(out.colour.size(), vec![2, 4]);
         assert_eq!(out.digit.size(), vec![2, 10]);
+    }
+
+    #[test]
+    fn label_classifier_shares_the_trunk_names() {
+        let vs = VarStore::new(Device::Cpu);
+        let c = ClassifierConfig { width: 8, blocks: [1, 1, 1, 1] };
+        let m = LabelClassifier::new(&vs.root(), &c, 10);
+        let vars = vs.variables();
+        assert!(vars.contains_key("layer4.0.conv2.weight") && vars.contains_key("class_head.bias"));
+        assert_eq!(vars["class_head.weight"].size(), vec![10, 64]);
+        let out = m.forward_t(&Tensor::rand([3, 3, 28, 28], (Kind::Float, Device::Cpu)), false);
+        assert_eq!(out.size(), vec![3, 10]);
     }
 }

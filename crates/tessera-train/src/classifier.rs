@@ -131,12 +131,7 @@ pub fn train_classifier(
         AdamConfig { beta1: 0.9, beta2: 0.999, ..AdamConfig::default() },
     );
     let to01 = |x: &Tensor| ((x + 1.0) / 2.0).to_device(device);
-    let pb = indicatif::ProgressBar::new(cfg.steps as u64).with_style(
-        indicatif::ProgressStyle::with_template(
-            "classifier {pos}/{len} [{bar:30}] {per_sec} eta {eta} {msg}",
-        )
-        .expect("valid template"),
-    );
+    let pb = crate::progress_bar("classifier", cfg.steps as u64);
     for step in 0..cfg.steps {
         let (x, d, c) =
             digit_crops(&g, Split::Train, step as usize * cfg.batch_size, cfg.batch_size, cfg.seed)?;

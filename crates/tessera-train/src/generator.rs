@@ -6,7 +6,9 @@
 //!   and saved in the run as `tokenizer.json` (or copied from `text.tokenizer`).
 //! - Each step trains both directions: by default one optimiser step on the mean of the t2i and
 //!   i2t losses; `directions = "separate"` is Bi-DALL-E's `alternate` (an i2t step, then a t2i
-//!   step, each with its own clipping and update, spec §3.3, §13.4).
+//!   step, each with its own clipping and update, spec §3.3, §13.4); `directions = "t2i"` trains
+//!   text→image alone (VIM's class-conditional generation, with `text.drop_caption` for its
+//!   unconditional view).
 //! - AdamW without weight decay on biases, norms, embeddings and positions (minGPT, spec §1.6),
 //!   warm-up + cosine schedule, gradient clipping; the shared loop gives checkpoints, exact
 //!   resume, NaN guard, progress and metrics.
@@ -186,6 +188,22 @@ impl GeneratorTask {
             .collect()
     }
 
+    /// Replace each caption by the empty one (`[CLS] [SEP]`) with probability `text.drop_caption`,
+    /// drawn from libtorch's generator (seeded per step by the loop, so resume repeats it).
+    ///
+    /// # Shapes
+    /// `text: (B, Lt)` → `(B, Lt)`
+    fn drop_captions(&mut self, text: Tensor) -> Result<Tensor> {
+        let p = self.config.text.drop_caption;
+        if p <= 0.0 {
+            return Ok(text);
+        }
+        let empty = self.encode_captions(&[String::new()])?;
+        let b = text.size()[0];
+        let drop = Tensor::rand([b, 1], (tch::Kind::Float, self.device)).lt(p);
+        Ok(empty.expand_as(&text).where_self(&drop, &text))
+    }
+
     /// Clip, check and apply the gradients accumulated since `zero_grad`; returns their norm.
     fn apply_gradients(&mut self, step: i64, what: &str) -> Result<f64> {
         let norm = if self.config.optim.clip_grad_norm > 0.0 {
@@ -216,7 +234,7 @@ impl GeneratorTask {
             let text = self.encode_captions(&caps)?;
             let codes = self.val_codes.narrow(0, start as i64, m as i64);
             tch::no_grad(|| {
-                for dir in Direction::BOTH {
+                for &dir in self.config.directions.trained() {
                     let parts = self.model.loss(dir, &text, &codes, false);
                     let w = m as f64 / n as f64;
                     let (t, tgt) = match dir {
@@ -261,11 +279,13 @@ impl Task for GeneratorTask {
             let text = self.encode_captions(&batch.captions)?;
             let idx = Tensor::from_slice(&batch.indices.iter().map(|&i| i as i64).collect::<Vec<_>>())
                 .to_device(self.device);
+            let text = self.drop_captions(text)?;
             inputs.push((text, self.train_codes.index_select(0, &idx)));
         }
         let passes: Vec<Vec<Direction>> = match self.config.directions {
             DirectionSteps::Joint => vec![vec![Direction::T2i, Direction::I2t]],
             DirectionSteps::Separate => vec![vec![Direction::I2t], vec![Direction::T2i]],
+            DirectionSteps::T2i => vec![vec![Direction::T2i]],
         };
         let mut rec = Record::new();
         rec.insert("lr".into(), lr);
@@ -292,7 +312,8 @@ impl Task for GeneratorTask {
             let key = if joint { "grad_norm".to_string() } else { format!("grad_norm/{}", dirs[0].name()) };
             rec.insert(key, norm);
         }
-        let total = (rec["loss/t2i"] + rec["loss/i2t"]) / 2.0;
+        let dirs = self.config.directions.trained();
+        let total = dirs.iter().map(|d| rec[&format!("loss/{}", d.name())]).sum::<f64>() / dirs.len() as f64;
         rec.insert("loss/total".into(), total);
         Ok(rec)
     }
@@ -321,7 +342,8 @@ impl Task for GeneratorTask {
         }
         let bs = self.config.eval.batch_size.max(1);
         let cfg = self.config.sample.clone();
-        let n = self.config.eval.i2t_images.min(self.val_captions.len());
+        let trains_i2t = self.config.directions.trained().contains(&Direction::I2t);
+        let n = if trains_i2t { self.config.eval.i2t_images.min(self.val_captions.len()) } else { 0 };
         if n > 0 {
             tch::manual_seed(self.config.eval.seed as i64);
             let mut scores = CaptionScores::new();
@@ -360,11 +382,13 @@ impl Task for GeneratorTask {
         tch::manual_seed(self.config.eval.seed as i64);
         let caps = batch.captions[..n].to_vec();
         let gen = tensor_to_images(&self.text_to_image(&caps, &cfg)?)?;
-        let said = self.image_to_text(&batch.images.narrow(0, 0, n as i64), &cfg)?;
-        let real = tensor_to_images(&batch.images.narrow(0, 0, n as i64))?;
         let mut rows: Vec<(image::RgbImage, String)> =
             gen.into_iter().zip(caps).map(|(img, c)| (img, format!("t2i: {c}"))).collect();
-        rows.extend(real.into_iter().zip(said).map(|(img, c)| (img, format!("i2t: {c}"))));
+        if self.config.directions.trained().contains(&Direction::I2t) {
+            let said = self.image_to_text(&batch.images.narrow(0, 0, n as i64), &cfg)?;
+            let real = tensor_to_images(&batch.images.narrow(0, 0, n as i64))?;
+            rows.extend(real.into_iter().zip(said).map(|(img, c)| (img, format!("i2t: {c}"))));
+        }
         Ok(tessera_core::viz::labelled_rows(&rows, 2, 48))
     }
 

@@ -10,12 +10,16 @@
 //!   `tessera_models::vqgan::loss`); [`frozen`] opens a trained
 //!   tokenizer run for inference through the `ImageTokenizer` interface, whatever its kind.
 //! - [`perceptual`]: trains Tessera's in-domain perceptual network.
-//! - [`classifier`]: trains the T2I evaluation classifier (spec §3.6).
+//! - [`classifier`]: trains the T2I evaluation classifier (spec §3.6); [`article_classifier`]
+//!   the Fashion-MNIST one that scores VIM's class-conditional samples.
 //! - [`generator`]: the BiART task (spec §3, §4.7); [`gen_data`] prepares its codes and caption
 //!   tokenizer; [`gen_eval`] scores it with `tessera_eval::generation` (MNIST64x64 data only).
+//! - [`vim`]: VIM's evaluation (class-conditional samples scored by the Fashion-MNIST classifier,
+//!   linear probes of VIM features, codes and pixels).
 //! - [`study`]: the resumable TE-VQGAN study (two tokenizers, two generators, every metric);
 //!   [`study::report`] writes its `report.md` / `report.html` from templates.
 
+pub mod article_classifier;
 pub mod checkpoint;
 pub mod classifier;
 pub mod error;
@@ -32,9 +36,21 @@ pub mod schedule;
 pub mod study;
 pub mod tokenizer;
 pub mod tokenizer_eval;
+pub mod vim;
 pub mod vit_tokenizer;
 
 pub use error::TrainError;
+
+/// The progress bar of a fixed amount of work outside the training loop (`what pos/len`, rate,
+/// eta, and the message the caller sets).
+pub fn progress_bar(what: &str, len: u64) -> indicatif::ProgressBar {
+    indicatif::ProgressBar::new(len).with_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{what} {{pos}}/{{len}} [{{bar:30}}] {{per_sec}} eta {{eta}} {{msg}}"
+        ))
+        .expect("valid template"),
+    )
+}
 
 /// libtorch's random generator is global to the process: unit tests that seed it or draw from it
 /// hold this lock.

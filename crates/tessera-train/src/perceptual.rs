@@ -77,7 +77,7 @@ pub fn train_perceptual(
         let f = lp.net.features(x).pop().expect("three taps").mean_dim(&[2i64, 3][..], false, Kind::Float);
         (digit_head.forward(&f), colour_head.forward(&f))
     };
-    let pb = indicatif::ProgressBar::new(steps as u64);
+    let pb = crate::progress_bar("perceptual", steps as u64);
     for step in 0..steps {
         let (x, d, c) = digit_crops(&g, Split::Train, step as usize * 128, 128, seed)?;
         let (ld, lc) = logits(&x.to_device(device));

@@ -24,6 +24,7 @@
 //! axial table (row + column).
 
 pub mod block;
+mod features;
 pub mod masks;
 pub mod sample;
 

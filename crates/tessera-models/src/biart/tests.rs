@@ -260,3 +260,25 @@ fn extreme_temperatures_are_greedy_or_refused() {
         assert!(cfg.check().unwrap_err().contains("temperature"), "T = {t}");
     }
 }
+
+#[test]
+fn image_features_average_the_image_positions_of_the_chosen_block() {
+    let _rng = rng_lock();
+    let (_vs, m) = tiny(all_types(), PadTokens::Unique);
+    let (text, codes) = batch();
+    for dir in Direction::BOTH {
+        let seq = m.sequence(dir, &text, &codes);
+        let keep = m.key_keep(dir, &text);
+        let h = m.blocks_forward(&m.embed(&seq, dir, 0), dir, &keep, false);
+        let first = if dir == Direction::T2i { 6 } else { 0 };
+        let want = h.narrow(1, first, 9).mean_dim(1, false, h.kind());
+        let got = m.image_features(dir, &text, &codes, 4);
+        assert_eq!(got.size(), vec![2, 16]);
+        assert!(got.allclose(&want, 1e-6, 1e-6, false), "{dir:?}");
+        assert!(!m.image_features(dir, &text, &codes, 1).allclose(&got, 1e-3, 1e-3, false));
+    }
+    // In image→text order the image comes first, so its features cannot see the caption.
+    let other = Tensor::from_slice(&[1i64, 3, 2, 0, 0, 0, 1, 4, 4, 4, 4, 2]).view([2, 6]);
+    let a = m.image_features(Direction::I2t, &text, &codes, 4);
+    assert!(a.equal(&m.image_features(Direction::I2t, &other, &codes, 4)));
+}

@@ -23,6 +23,20 @@ pub enum DirectionSteps {
     Joint,
     /// Bi-DALL-E's `alternate`: an i2t step, then a t2i step.
     Separate,
+    /// Text→image only: VIM's class-conditional generation (ViT-VQGAN §4, a class token before
+    /// the image codes). The image→text direction is not trained.
+    T2i,
+}
+
+impl DirectionSteps {
+    /// The directions a run trains and validates.
+    pub fn trained(self) -> &'static [tessera_models::biart::Direction] {
+        use tessera_models::biart::Direction;
+        match self {
+            DirectionSteps::Joint | DirectionSteps::Separate => &Direction::BOTH,
+            DirectionSteps::T2i => &[Direction::T2i],
+        }
+    }
 }
 
 /// `[optim]` of a generator run.
@@ -65,11 +79,15 @@ pub struct TextConfig {
     pub vocab_size: usize,
     /// Training images whose captions train the BPE.
     pub corpus_images: usize,
+    /// Probability that a training caption is replaced by the empty caption `[CLS] [SEP]`, so the
+    /// model also learns the unconditional p(image): the null condition of classifier-free
+    /// guidance, and the view of an image VIM's linear probe reads. 0 = off (Bi-DALL-E).
+    pub drop_caption: f64,
 }
 
 impl Default for TextConfig {
     fn default() -> Self {
-        Self { tokenizer: None, vocab_size: 128, corpus_images: 5000 }
+        Self { tokenizer: None, vocab_size: 128, corpus_images: 5000, drop_caption: 0.0 }
     }
 }
 
@@ -174,6 +192,7 @@ impl Validate for TextConfig {
     fn check(&self, c: &mut Check) {
         c.int("vocab_size", self.vocab_size, 5, 1 << 20, "BPE target, specials included");
         c.int("corpus_images", self.corpus_images, 1, MAX_IMAGES, "");
+        c.float("drop_caption", self.drop_caption, 0.0, 1.0, "a probability");
     }
 }
 
