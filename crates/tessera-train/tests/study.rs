@@ -134,6 +134,7 @@ batch_size = 10
         ortho_weight: 0.0,
         kind: ArmKind::VitVqgan,
         tokenizer: Some(vit),
+        generator_steps: Some(3),
         default: false,
     });
     cfg.select_arms(Some(&["all".to_string()])).unwrap();
@@ -142,6 +143,8 @@ batch_size = 10
     tessera_train::study::report::write(&res, &out).unwrap();
     assert_eq!(res.runs.len(), 3);
     assert!(res.runs[2].tokenizer_config.contains("patch_size = 16"), "the ViT arm trained its own preset");
+    assert!(res.runs[2].generator_config.contains("max_steps = 3"), "the ViT arm's own generator budget");
+    assert!(!res.runs[0].generator_config.contains("max_steps = 3"));
     // Wall time spans the stages; the arms ran one after the other here, so it covers their sum.
     let wall = res.wall_seconds.unwrap();
     assert!(wall > 0.0 && wall + 1.0 >= res.total_seconds, "{wall} vs {}", res.total_seconds);

@@ -55,6 +55,10 @@ pub struct Arm {
     /// The arm's tokenizer config (required for ViT-VQGAN; VQGAN arms use the study's).
     #[serde(default)]
     pub tokenizer: Option<PathBuf>,
+    /// The arm's generator budget in steps, when it differs from the generator config's
+    /// `train.max_steps` (the report shows each arm's generator config).
+    #[serde(default)]
+    pub generator_steps: Option<i64>,
     /// Whether the arm runs when `--arms` is not given.
     #[serde(default = "yes")]
     pub default: bool,
@@ -67,7 +71,14 @@ fn yes() -> bool {
 impl Arm {
     /// A VQGAN arm with λ_o = `ortho_weight`, run by default.
     pub fn vqgan(name: &str, ortho_weight: f64) -> Self {
-        Arm { name: name.into(), ortho_weight, kind: ArmKind::Vqgan, tokenizer: None, default: true }
+        Arm {
+            name: name.into(),
+            ortho_weight,
+            kind: ArmKind::Vqgan,
+            tokenizer: None,
+            generator_steps: None,
+            default: true,
+        }
     }
 }
 
@@ -111,6 +122,9 @@ impl tessera_core::Validate for StudyConfig {
             let unique = self.arms.iter().filter(|a| a.name == arm.name).count() == 1;
             c.rule(unique, &format!("arms[{i}].name"), format_args!("= {:?}: two arms share it", arm.name));
             c.weight(&format!("arms[{i}].ortho_weight"), arm.ortho_weight);
+            if let Some(n) = arm.generator_steps {
+                c.int(&format!("arms[{i}].generator_steps"), n, 1, tessera_core::validate::MAX_STEPS, "");
+            }
             if arm.kind == ArmKind::VitVqgan {
                 c.rule(
                     arm.tokenizer.is_some(),
@@ -376,6 +390,9 @@ fn run_arm(
     gcfg.eval.classifier = Some(clf_dir.clone());
     gcfg.train.seed = seed;
     gcfg.data.loader.seed = seed;
+    if let Some(n) = arm.generator_steps {
+        gcfg.train.max_steps = n;
+    }
     let t = stage(&gen_dir, &format!("{label}: generator"), || {
         let resume = gen_dir.join("checkpoints/last.safetensors").exists();
         let (mut task, _) = generator::train(gcfg.clone(), device, root, &gen_dir, resume)?;
