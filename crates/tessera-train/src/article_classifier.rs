@@ -17,7 +17,6 @@ use tch::{Device, Kind, Tensor};
 use tessera_data::fashion::{FashionMnist, FASHION_VALIDATION};
 use tessera_data::mnist::MnistSplit;
 use tessera_models::classifier::LabelClassifier;
-use tessera_nn::optim::{Adam, AdamConfig};
 
 use crate::classifier::ClassifierRunConfig;
 use crate::error::{Result, TrainError};
@@ -77,11 +76,7 @@ impl ArticleClassifier {
         }
         let mut vs = VarStore::new(device);
         let net = LabelClassifier::new(&vs.root(), &report.config.model, 10);
-        let path = dir.join("classifier.safetensors");
-        let tensors = Tensor::read_safetensors(&path)
-            .map_err(|e| TrainError::BadCheckpoint { path: path.clone(), reason: e.to_string() })?;
-        crate::checkpoint::restore_vars(&vs, "", &tensors.into_iter().collect(), &path)?;
-        vs.freeze();
+        crate::classifier::read_weights(&mut vs, dir)?;
         Ok(Self { _vs: vs, net, device, report })
     }
 
@@ -117,20 +112,11 @@ pub fn train_article_classifier(
     tch::manual_seed(cfg.seed as i64);
     let vs = VarStore::new(device);
     let net = LabelClassifier::new(&vs.root(), &cfg.model, 10);
-    let mut params: Vec<(String, Tensor, bool)> =
-        vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, t)| (n, t, false)).collect();
-    params.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut opt = Adam::new(
-        params,
-        cfg.learning_rate,
-        AdamConfig { beta1: 0.9, beta2: 0.999, ..AdamConfig::default() },
-    );
     // The training split: all but the last FASHION_VALIDATION images, reshuffled every epoch.
     let n_train = data.train.len().saturating_sub(FASHION_VALIDATION).max(1);
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
     let mut order: Vec<usize> = Vec::new();
-    let pb = crate::progress_bar("classifier", cfg.steps as u64);
-    for step in 0..cfg.steps {
+    crate::classifier::fit(&vs, cfg, |_| {
         let mut idx = Vec::with_capacity(cfg.batch_size);
         while idx.len() < cfg.batch_size {
             if order.is_empty() {
@@ -140,20 +126,8 @@ pub fn train_article_classifier(
             idx.push(order.pop().expect("refilled"));
         }
         let (x, y) = articles(&data.train, &idx);
-        let loss = net.forward_t(&x.to_device(device), true).cross_entropy_for_logits(&y.to_device(device));
-        let l = loss.double_value(&[]);
-        if !l.is_finite() {
-            return Err(TrainError::NonFinite { step, what: "classifier loss".into() });
-        }
-        opt.zero_grad();
-        loss.backward();
-        opt.step();
-        if step % 20 == 0 {
-            pb.set_message(format!("loss {l:.4}"));
-        }
-        pb.inc(1);
-    }
-    pb.finish_and_clear();
+        Ok(net.forward_t(&x.to_device(device), true).cross_entropy_for_logits(&y.to_device(device)))
+    })?;
     let n_test = cfg.val_crops.min(data.test.len());
     let mut right = 0usize;
     for s in (0..n_test).step_by(500) {
@@ -172,12 +146,6 @@ pub fn train_article_classifier(
             "Tessera-trained ResNet-18 trunk + 10-way head; accuracy on {n_test} Fashion-MNIST test images"
         ),
     };
-    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
-    let tmp = dir.join(".classifier.safetensors.tmp");
-    Tensor::write_safetensors(&crate::checkpoint::vars(&vs, ""), &tmp)?;
-    std::fs::rename(&tmp, dir.join("classifier.safetensors")).map_err(|e| TrainError::io(dir, e))?;
-    let json = serde_json::to_string_pretty(&report).expect("report serializes");
-    tessera_core::fsutil::write_atomic(&dir.join("classifier.json"), json.as_bytes())
-        .map_err(|e| TrainError::io(dir, e))?;
+    crate::classifier::save(&vs, &report, dir)?;
     Ok(report)
 }

@@ -87,11 +87,7 @@ impl Classifier {
             .map_err(|e| TrainError::Invalid(format!("{}: {e}", json.display())))?;
         let mut vs = VarStore::new(device);
         let net = DigitClassifier::new(&vs.root(), &report.config.model);
-        let path = dir.join("classifier.safetensors");
-        let tensors = Tensor::read_safetensors(&path)
-            .map_err(|e| TrainError::BadCheckpoint { path: path.clone(), reason: e.to_string() })?;
-        crate::checkpoint::restore_vars(&vs, "", &tensors.into_iter().collect(), &path)?;
-        vs.freeze();
+        read_weights(&mut vs, dir)?;
         Ok(Self { _vs: vs, net, device })
     }
 
@@ -122,35 +118,14 @@ pub fn train_classifier(
     tch::manual_seed(cfg.seed as i64);
     let vs = VarStore::new(device);
     let net = DigitClassifier::new(&vs.root(), &cfg.model);
-    let mut params: Vec<(String, Tensor, bool)> =
-        vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, t)| (n, t, false)).collect();
-    params.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut opt = Adam::new(
-        params,
-        cfg.learning_rate,
-        AdamConfig { beta1: 0.9, beta2: 0.999, ..AdamConfig::default() },
-    );
     let to01 = |x: &Tensor| ((x + 1.0) / 2.0).to_device(device);
-    let pb = crate::progress_bar("classifier", cfg.steps as u64);
-    for step in 0..cfg.steps {
+    fit(&vs, cfg, |step| {
         let (x, d, c) =
             digit_crops(&g, Split::Train, step as usize * cfg.batch_size, cfg.batch_size, cfg.seed)?;
         let out = net.forward_t(&to01(&x), true);
-        let loss = out.colour.cross_entropy_for_logits(&c.to_device(device))
-            + out.digit.cross_entropy_for_logits(&d.to_device(device));
-        let l = loss.double_value(&[]);
-        if !l.is_finite() {
-            return Err(TrainError::NonFinite { step, what: "classifier loss".into() });
-        }
-        opt.zero_grad();
-        loss.backward();
-        opt.step();
-        if step % 20 == 0 {
-            pb.set_message(format!("loss {l:.4}"));
-        }
-        pb.inc(1);
-    }
-    pb.finish_and_clear();
+        Ok(out.colour.cross_entropy_for_logits(&c.to_device(device))
+            + out.digit.cross_entropy_for_logits(&d.to_device(device)))
+    })?;
     let (mut right_c, mut right_d) = (0usize, 0usize);
     let mut done = 0;
     while done < cfg.val_crops {
@@ -171,12 +146,64 @@ pub fn train_classifier(
         seconds: start.elapsed().as_secs_f64(),
         note: "Tessera-trained ResNet-18 (Bi-DALL-E's classifier checkpoint is not obtainable); accuracy on held-out validation crops".into(),
     };
+    save(&vs, &report, dir)?;
+    Ok(report)
+}
+
+/// Adam (PyTorch defaults, no decay) over every trainable variable of `vs` for `cfg.steps`
+/// steps of `loss(step)`, with a progress bar; a non-finite loss stops with an error. Shared by
+/// the evaluation classifiers.
+pub(crate) fn fit(
+    vs: &VarStore,
+    cfg: &ClassifierRunConfig,
+    mut loss: impl FnMut(i64) -> Result<Tensor>,
+) -> Result<()> {
+    let mut params: Vec<(String, Tensor, bool)> =
+        vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, t)| (n, t, false)).collect();
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut opt = Adam::new(
+        params,
+        cfg.learning_rate,
+        AdamConfig { beta1: 0.9, beta2: 0.999, ..AdamConfig::default() },
+    );
+    let pb = crate::progress_bar("classifier", cfg.steps as u64);
+    for step in 0..cfg.steps {
+        let loss = loss(step)?;
+        let l = loss.double_value(&[]);
+        if !l.is_finite() {
+            return Err(TrainError::NonFinite { step, what: "classifier loss".into() });
+        }
+        opt.zero_grad();
+        loss.backward();
+        opt.step();
+        if step % 20 == 0 {
+            pb.set_message(format!("loss {l:.4}"));
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    Ok(())
+}
+
+/// Write `dir/classifier.safetensors` (the variables of `vs`) and `dir/classifier.json`
+/// (`report`), each atomically.
+pub(crate) fn save(vs: &VarStore, report: &impl Serialize, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
     let tmp = dir.join(".classifier.safetensors.tmp");
-    Tensor::write_safetensors(&crate::checkpoint::vars(&vs, ""), &tmp)?;
+    Tensor::write_safetensors(&crate::checkpoint::vars(vs, ""), &tmp)?;
     std::fs::rename(&tmp, dir.join("classifier.safetensors")).map_err(|e| TrainError::io(dir, e))?;
-    let json = serde_json::to_string_pretty(&report).expect("report serializes");
+    let json = serde_json::to_string_pretty(report).expect("report serializes");
     tessera_core::fsutil::write_atomic(&dir.join("classifier.json"), json.as_bytes())
-        .map_err(|e| TrainError::io(dir, e))?;
-    Ok(report)
+        .map_err(|e| TrainError::io(dir, e))
+}
+
+/// Load `dir/classifier.safetensors` into `vs` (every variable, checked by name and shape) and
+/// freeze it.
+pub(crate) fn read_weights(vs: &mut VarStore, dir: &Path) -> Result<()> {
+    let path = dir.join("classifier.safetensors");
+    let tensors = Tensor::read_safetensors(&path)
+        .map_err(|e| TrainError::BadCheckpoint { path: path.clone(), reason: e.to_string() })?;
+    crate::checkpoint::restore_vars(vs, "", &tensors.into_iter().collect(), &path)?;
+    vs.freeze();
+    Ok(())
 }
