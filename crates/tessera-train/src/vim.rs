@@ -15,10 +15,12 @@
 //!   - pixels: the gray image, flattened.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 use tessera_data::fashion::{FashionMnist, FASHION_CLASSES};
+use tessera_data::mnist::Mnist;
 use tessera_data::mnist64::Split;
 use tessera_data::tensor::{images_to_tensor, tensor_to_images};
 use tessera_data::SourceKind;
@@ -138,13 +140,13 @@ fn class_samples(
 /// pixels) and their labels.
 fn probe_features(
     task: &mut GeneratorTask,
-    root: &Path,
+    files: &Arc<Mnist>,
     split: Split,
     count: usize,
     block: usize,
 ) -> Result<([Tensor; 3], Tensor)> {
     let size = task.config.data.image_size;
-    let data = FashionMnist::split(&FashionMnist::load(root)?, split, size)?;
+    let data = FashionMnist::split(files, split, size)?;
     let count = count.min(tessera_data::Dataset::len(&data));
     let empty = task.encode_captions(&[String::new()])?;
     let k = task.tokenizer.num_codes() as i64;
@@ -196,8 +198,10 @@ pub fn evaluate_vim(
     std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
     let per_class = class_samples(task, &clf, cfg, dir)?;
     let class_accuracy = per_class.iter().map(|(_, a)| a).sum::<f64>() / per_class.len() as f64;
-    let (train, ytr) = probe_features(task, root, Split::Train, cfg.probe_train_images, block)?;
-    let (test, yte) = probe_features(task, root, Split::Test, cfg.probe_test_images, block)?;
+    // Read once for both splits (the IDX files are gzip-compressed).
+    let files = FashionMnist::load(root)?;
+    let (train, ytr) = probe_features(task, &files, Split::Train, cfg.probe_train_images, block)?;
+    let (test, yte) = probe_features(task, &files, Split::Test, cfg.probe_test_images, block)?;
     let names = [format!("VIM block {block} (avg-pooled)"), "codes (bag of codes)".into(), "pixels".into()];
     let mut probe = Vec::new();
     for ((name, xtr), xte) in names.into_iter().zip(&train).zip(&test) {
