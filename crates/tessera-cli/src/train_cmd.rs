@@ -85,7 +85,10 @@ pub fn train(cmd: TrainCommand, g: &GlobalArgs, device: Device) -> Result<()> {
             let (_, summary) = tessera_train::generator::train(cfg, device, &g.data_root(), &out, resume)?;
             report_run(&summary, t0, &out)
         }
-        TrainCommand::Classifier { out, steps, width, fashion: true, .. } => {
+        TrainCommand::Classifier { config, out, steps, width, fashion: true } => {
+            if config.config.is_some() || !config.overrides.is_empty() {
+                bail!("--fashion trains on Fashion-MNIST articles and reads no data config; drop -c / --set");
+            }
             let mut cfg = tessera_train::classifier::ClassifierRunConfig { steps, ..Default::default() };
             cfg.model.width = width;
             cfg.val_crops = 10_000;

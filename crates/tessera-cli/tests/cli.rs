@@ -91,6 +91,18 @@ fn cuda_without_gpu_unknown_keys_and_missing_data_are_clear_errors() {
         .unwrap();
     assert!(!o.status.success());
     assert!(stderr(&o).contains("run `tessera data fetch` first"), "{}", stderr(&o));
+    // Fashion-MNIST missing from the cache names the fetch that brings it.
+    let o = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["--data-dir", empty.path().to_str().unwrap(), "train", "classifier", "--fashion", "-o"])
+        .arg(empty.path().join("clf"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("tessera data fetch --fashion"), "{}", stderr(&o));
+    // A data config beside --fashion would be ignored, so it is refused.
+    let o = tessera(&["train", "classifier", "--fashion", "--set", "mnist64.seed=1", "-o", "/tmp/none"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("drop -c / --set"), "{}", stderr(&o));
 }
 
 #[test]
