@@ -23,12 +23,9 @@ impl Biart {
         let seq = self.sequence(dir, text, codes);
         let keep = self.key_keep(dir, text);
         let total = seq.size()[1];
-        let keys = keep.unsqueeze(1).unsqueeze(1);
         let mut x = self.embed(&seq, dir, 0);
         for block in &self.blocks[..depth] {
-            let m = self.attn_masks[&(block.kind, dir)].narrow(0, 0, total).narrow(1, 0, total);
-            let mask = m.unsqueeze(0).unsqueeze(0).logical_and(&keys);
-            x = block.forward(&x, &mask, None, false);
+            x = block.forward(&x, &self.block_mask(block.kind, dir, 0, total, &keep), None, false);
         }
         let li = self.geometry.image_len() as i64;
         let first = match dir {

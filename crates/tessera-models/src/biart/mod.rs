@@ -484,6 +484,18 @@ impl Biart {
         self.run_blocks(x.shallow_clone(), dir, 0, keep, None, train)
     }
 
+    /// The attention mask of a `kind` layer for queries `p0..p0+t` under `dir`: the layer's
+    /// connectivity and the key-padding mask `keep`.
+    ///
+    /// # Shapes
+    /// `keep: (B, L)` bool → `(B, 1, t, p0+t)` bool
+    fn block_mask(&self, kind: AttnType, dir: Direction, p0: i64, t: i64, keep: &Tensor) -> Tensor {
+        let end = p0 + t;
+        let keys = keep.narrow(1, 0, end).unsqueeze(1).unsqueeze(1);
+        let m = self.attn_masks[&(kind, dir)].narrow(0, p0, t).narrow(1, 0, end);
+        m.unsqueeze(0).unsqueeze(0).logical_and(&keys)
+    }
+
     /// Every block on hidden states at absolute positions `p0..p0+t`, filling the cache if given.
     ///
     /// # Shapes
@@ -511,13 +523,10 @@ impl Biart {
                 c.layers.iter_mut().for_each(|l| *l = None);
             }
         }
-        let keys = keep.narrow(1, 0, end).unsqueeze(1).unsqueeze(1);
         let mut masks: HashMap<AttnType, Tensor> = HashMap::new();
         for (i, block) in self.blocks.iter().enumerate() {
-            let mask = masks.entry(block.kind).or_insert_with(|| {
-                let m = self.attn_masks[&(block.kind, dir)].narrow(0, p0, t).narrow(1, 0, end);
-                m.unsqueeze(0).unsqueeze(0).logical_and(&keys)
-            });
+            let mask =
+                masks.entry(block.kind).or_insert_with(|| self.block_mask(block.kind, dir, p0, t, keep));
             let capacity = self.geometry.total() as i64;
             let slot = cache.as_deref_mut().map(|c| CacheSlot { kv: &mut c.layers[i], start: p0, capacity });
             x = block.forward(&x, mask, slot, train);
