@@ -4,12 +4,15 @@
 //!   parameter names are taming's state_dict keys.
 //! - [`vit`]: ViT-VQGAN (spec §6) as enhancing-transformers builds it; parameter names are its
 //!   state_dict keys.
+//! - [`augvae`]: L-Verse's AugVAE-ML and -SL (spec §4) as L-Verse builds it; parameter names are
+//!   its state_dict keys.
 //! - [`tokenizer`]: the [`tokenizer::ImageTokenizer`] interface every image tokenizer implements.
 //! - [`stylegan_disc`]: the StyleGAN2 discriminator and lazy R1 of ViT-VQGAN (spec §6).
 //! - [`disc`]: the PatchGAN discriminator (spec §1.4).
 //! - [`perceptual`]: the LPIPS distance with pluggable backbones (spec §1.4): ImageNet VGG16 from
 //!   user-supplied weights, or an in-domain network Tessera trains (labelled as a substitute).
 
+pub mod augvae;
 pub mod biart;
 pub mod classifier;
 pub mod disc;

@@ -27,25 +27,28 @@ impl Level {
     }
 }
 
-/// `mid`: ResnetBlock, AttnBlock, ResnetBlock.
+/// `mid`: ResnetBlock, AttnBlock (unless `mid_attention` is off, as L-Verse's `use_attn = False`),
+/// ResnetBlock.
 #[derive(Debug)]
 struct Mid {
     block_1: ResnetBlock,
-    attn_1: AttnBlock,
+    attn_1: Option<AttnBlock>,
     block_2: ResnetBlock,
 }
 
 impl Mid {
-    fn new(p: &nn::Path, c: i64, dropout: f64, pad: PadMode) -> Self {
+    fn new(p: &nn::Path, c: i64, dropout: f64, pad: PadMode, attention: bool) -> Self {
         Self {
             block_1: ResnetBlock::new(&(p / "block_1"), c, c, dropout, pad),
-            attn_1: AttnBlock::new(&(p / "attn_1"), c),
+            attn_1: attention.then(|| AttnBlock::new(&(p / "attn_1"), c)),
             block_2: ResnetBlock::new(&(p / "block_2"), c, c, dropout, pad),
         }
     }
     fn forward_t(&self, h: &Tensor, train: bool) -> Tensor {
-        let h = self.block_1.forward_t(h, train);
-        let h = self.attn_1.forward(&h);
+        let mut h = self.block_1.forward_t(h, train);
+        if let Some(a) = &self.attn_1 {
+            h = a.forward(&h);
+        }
         self.block_2.forward_t(&h, train)
     }
 }
@@ -97,7 +100,7 @@ impl Encoder {
         Self {
             conv_in: Conv3x3::new(&(p / "conv_in"), c.in_channels, c.ch, pad),
             down,
-            mid: Mid::new(&(p / "mid"), block_in, c.dropout, pad),
+            mid: Mid::new(&(p / "mid"), block_in, c.dropout, pad, c.mid_attention),
             norm_out: normalize(&(p / "norm_out"), block_in),
             conv_out: Conv3x3::new(&(p / "conv_out"), block_in, c.z_channels, pad),
         }
@@ -139,7 +142,7 @@ impl Decoder {
         let mut block_in = c.ch * c.ch_mult[n - 1];
         let mut curr_res = c.resolution / (1 << (n - 1));
         let conv_in = conv3(p / "conv_in", c.z_channels, block_in);
-        let mid = Mid::new(&(p / "mid"), block_in, c.dropout, PadMode::Zeros);
+        let mid = Mid::new(&(p / "mid"), block_in, c.dropout, PadMode::Zeros, c.mid_attention);
         let mut up: Vec<Option<(Level, Option<Upsample>)>> = (0..n).map(|_| None).collect();
         for i in (0..n).rev() {
             let lp = p / "up" / i;

@@ -45,6 +45,9 @@ pub struct VqganConfig {
     pub use_replicationpad: bool,
     pub downsampling_method: DownsamplingMethod,
     pub version: EncoderVersion,
+    /// The attention block in the middle of encoder and decoder (taming: always; L-Verse's AugVAE
+    /// with `use_attn = False`: none).
+    pub mid_attention: bool,
 }
 
 impl Default for VqganConfig {
@@ -62,6 +65,7 @@ impl Default for VqganConfig {
             use_replicationpad: true,
             downsampling_method: DownsamplingMethod::StridedConv,
             version: EncoderVersion::V2,
+            mid_attention: true,
         }
     }
 }
