@@ -15,7 +15,7 @@ use crate::runner::Meta;
 use crate::tokenizer::TokenizerRunConfig;
 
 /// Tokenizer kinds [`load_tokenizer`] can open.
-pub const KINDS: [&str; 2] = [crate::tokenizer::KIND, crate::vit_tokenizer::KIND];
+pub const KINDS: [&str; 3] = [crate::tokenizer::KIND, crate::vit_tokenizer::KIND, crate::augvae::KIND];
 
 /// A frozen tokenizer with the variables it owns.
 pub struct FrozenTokenizer {
@@ -69,6 +69,10 @@ pub fn load_tokenizer(dir: &Path, device: Device) -> Result<FrozenTokenizer> {
         }
         crate::vit_tokenizer::KIND => {
             let (vs, model) = crate::vit_tokenizer::load_model(&ck, device)?;
+            (vs, Box::new(model))
+        }
+        crate::augvae::KIND => {
+            let (vs, model) = crate::augvae::load_model(&ck, device)?;
             (vs, Box::new(model))
         }
         other => {

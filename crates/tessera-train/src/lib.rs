@@ -2,13 +2,14 @@
 //!
 //! - [`checkpoint`]: one safetensors file holding every tensor of a run (model, EMA codebook,
 //!   optimiser moments, weight EMA) plus JSON metadata (step, config), written atomically.
-//! - [`schedule`]: learning-rate warm-up and cosine decay.
+//! - [`schedule`]: learning-rate warm-up and cosine decay; [`plateau`]: ReduceLROnPlateau.
 //! - [`metrics`]: JSONL metrics; [`plot`] draws their curves as SVG (plotters).
 //! - [`runner`]: the loop: deterministic per-step seeding, NaN/Inf guard, periodic images,
 //!   validation and checkpoints, exact resume.
 //! - [`tokenizer`]: the VQGAN / TE-VQGAN task (its loss lives beside the model in
 //!   `tessera_models::vqgan::loss`); [`frozen`] opens a trained
 //!   tokenizer run for inference through the `ImageTokenizer` interface, whatever its kind.
+//! - [`augvae`]: the AugVAE-ML / -SL task (L-Verse, spec §4).
 //! - [`perceptual`]: trains Tessera's in-domain perceptual network.
 //! - [`classifier`]: trains the T2I evaluation classifier (spec §3.6); [`article_classifier`]
 //!   the Fashion-MNIST one that scores VIM's class-conditional samples.
@@ -20,6 +21,7 @@
 //!   [`study::report`] writes its `report.md` / `report.html` from templates.
 
 pub mod article_classifier;
+pub mod augvae;
 pub mod checkpoint;
 pub mod classifier;
 pub mod error;
@@ -29,6 +31,7 @@ pub mod gen_eval;
 pub mod generator;
 pub mod metrics;
 pub mod perceptual;
+pub mod plateau;
 pub mod plot;
 pub mod run_dir;
 pub mod runner;

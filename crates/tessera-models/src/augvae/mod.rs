@@ -16,9 +16,11 @@
 //! (`quant_weight_share`). Stage-2 tokens are the levels' grids, row-major, finest first.
 //!
 //! - [`config`]: the `[model]` section.
+//! - [`loss`]: the training loss (reconstruction + LPIPS + commitment, no GAN).
 //! - [`shared_conv`]: 1×1 convs that share a weight and keep a bias each.
 
 pub mod config;
+pub mod loss;
 pub mod shared_conv;
 
 pub use config::{lverse_quantizer, AugVaeConfig};
