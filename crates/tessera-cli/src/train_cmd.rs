@@ -18,6 +18,16 @@ pub enum TrainCommand {
     Tokenizer(RunArgs),
     /// Train a ViT-VQGAN tokenizer (presets: configs/mnist64-vit-*.toml).
     VitVqgan(RunArgs),
+    /// Train an AugVAE tokenizer, L-Verse's (presets: configs/*-augvae-*.toml). AugVAE-ML by
+    /// default; a config with model.single_level and init_from fine-tunes an ML run into
+    /// AugVAE-SL.
+    Augvae {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Train on random images (L-Verse's --fake_data smoke test): no data set needed.
+        #[arg(long)]
+        fake_data: bool,
+    },
     /// Train a BiART generator (text→image and image→text) on a tokenizer run's codes
     /// (presets: configs/mnist64-biart*.toml).
     Generator(RunArgs),
@@ -77,6 +87,15 @@ pub fn train(cmd: TrainCommand, g: &GlobalArgs, device: Device) -> Result<()> {
             let t0 = std::time::Instant::now();
             let (_, summary) =
                 tessera_train::vit_tokenizer::train(cfg, device, &g.data_root(), &out, resume)?;
+            report_run(&summary, t0, &out)
+        }
+        TrainCommand::Augvae { run: RunArgs { mut config, out, resume }, fake_data } => {
+            if fake_data {
+                config.overrides.push("data.source=\"fake\"".into());
+            }
+            let cfg: tessera_train::augvae::AugVaeRunConfig = load_config(&config, &out, resume)?;
+            let t0 = std::time::Instant::now();
+            let (_, summary) = tessera_train::augvae::train(cfg, device, &g.data_root(), &out, resume)?;
             report_run(&summary, t0, &out)
         }
         TrainCommand::Generator(RunArgs { config, out, resume }) => {

@@ -29,6 +29,9 @@ pub enum SourceKind {
     FashionMnist,
     /// An image folder (`path`), recursive, no captions.
     Folder,
+    /// torchvision's `ImageFolder` layout, as L-Verse's `--train_dir` / `--val_dir`: images in
+    /// class sub-folders of `path` (labels unused). A folder without sub-folders is refused.
+    ImageFolder,
     /// An image folder with same-stem `.txt` captions beside the images or in `text_dir`.
     CaptionFolder,
     /// Random images (`fake_len` of them), for smoke tests.
@@ -146,6 +149,10 @@ impl DataConfig {
             SourceKind::Folder => {
                 Arc::new(ImageFolder::open(&folder_path()?, resize)?.with_max_pixels(self.max_image_pixels))
             }
+            SourceKind::ImageFolder => Arc::new(
+                ImageFolder::open_class_folders(&folder_path()?, resize)?
+                    .with_max_pixels(self.max_image_pixels),
+            ),
             SourceKind::CaptionFolder => Arc::new(
                 ImageFolder::open_captioned(&folder_path()?, self.text_dir.as_deref(), resize)?
                     .with_max_pixels(self.max_image_pixels),

@@ -46,6 +46,24 @@ pub fn list_images(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Refuse a folder without sub-folders where torchvision's `ImageFolder` layout is expected
+/// (`root/<class>/<image>`; it raises on a flat folder).
+fn require_class_folders(root: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(root).map_err(|e| DataError::io(root, e))?;
+    let has_sub = entries.filter_map(|e| e.ok()).any(|e| e.path().is_dir());
+    if has_sub {
+        Ok(())
+    } else {
+        Err(DataError::Invalid(format!(
+            "{} has no sub-folders: data.source = \"image-folder\" reads torchvision's ImageFolder layout \
+             (as L-Verse's --train_dir), images in class folders like {}/<class>/x.png; move them into one, \
+             or use data.source = \"folder\" for a flat folder",
+            root.display(),
+            root.display()
+        )))
+    }
+}
+
 /// How images are brought to a square `size`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Resize {
@@ -108,6 +126,18 @@ impl ImageFolder {
     pub fn open(root: &Path, resize: Resize) -> Result<Self> {
         let entries: Vec<Entry> =
             list_images(root)?.into_iter().map(|image| Entry { image, captions: vec![] }).collect();
+        Self::from_entries(root, entries, resize, SkipLog::default(), String::new())
+    }
+
+    /// torchvision's `ImageFolder` layout: the images in the sub-folders of `root` (recursively),
+    /// not those beside them; a folder without sub-folders is refused.
+    pub fn open_class_folders(root: &Path, resize: Resize) -> Result<Self> {
+        require_class_folders(root)?;
+        let entries: Vec<Entry> = list_images(root)?
+            .into_iter()
+            .filter(|p| p.parent() != Some(root))
+            .map(|image| Entry { image, captions: vec![] })
+            .collect();
         Self::from_entries(root, entries, resize, SkipLog::default(), String::new())
     }
 

@@ -133,3 +133,25 @@ fn oversized_and_elongated_images_are_refused_before_decoding_or_resizing() {
         tessera_core::config::load_str::<DataConfig>("", &["max_image_pixels=0".into()], "x").unwrap_err();
     assert!(e.to_string().contains("max_image_pixels = 0"), "{e}");
 }
+
+/// `image-folder` is torchvision's ImageFolder layout (L-Verse's `--train_dir`): a flat folder is
+/// refused with the layout it expects; class sub-folders are read recursively, files beside them
+/// are not (as torchvision).
+#[test]
+fn image_folder_source_needs_class_sub_folders() {
+    use tessera_data::{SourceKind, Split};
+    let dir = tempfile::tempdir().unwrap();
+    png(&dir.path().join("a.png"), 20, 20, 10);
+    let cfg = DataConfig {
+        source: SourceKind::ImageFolder,
+        path: Some(dir.path().to_path_buf()),
+        image_size: 16,
+        ..DataConfig::default()
+    };
+    let e = cfg.open(Split::Train, dir.path()).err().expect("a flat folder is refused").to_string();
+    assert!(e.contains("no sub-folders") && e.contains("<class>"), "{e}");
+    png(&dir.path().join("cats/b.png"), 20, 20, 20);
+    png(&dir.path().join("dogs/young/c.png"), 20, 20, 30);
+    let ds = cfg.open(Split::Train, dir.path()).unwrap();
+    assert_eq!(ds.len(), 2, "cats/b.png and dogs/young/c.png, not a.png");
+}

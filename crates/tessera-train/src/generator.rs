@@ -93,18 +93,19 @@ impl GeneratorTask {
         std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
         let text = caption_tokenizer(&config, root, dir)?;
         let m = &mut config.model;
-        let side = tokenizer.layout().single_square().ok_or_else(|| {
-            TrainError::Invalid(format!(
-                "BiART models one square code grid, but the tokenizer {} lays its codes out as {:?}",
-                config.tokenizer.display(),
-                tokenizer.layout().grids
-            ))
-        })?;
-        let (vt, k, side) = (text.vocab_size(), tokenizer.num_codes(), side as usize);
+        let grids = tokenizer.layout().grids;
+        if grids.iter().any(|(h, w)| h != w) {
+            return Err(TrainError::Invalid(format!(
+                "BiART models square code grids, but the tokenizer {} lays its codes out as {grids:?}",
+                config.tokenizer.display()
+            )));
+        }
+        let sides: Vec<usize> = grids.iter().map(|(h, _)| *h as usize).collect();
+        let (vt, k) = (text.vocab_size(), tokenizer.num_codes());
         for (name, field, want) in [
             ("text_vocab", &mut m.text_vocab, vt),
             ("image_vocab", &mut m.image_vocab, k),
-            ("image_side", &mut m.image_side, side),
+            ("image_side", &mut m.image_side, sides[0]),
         ] {
             if *field == 0 {
                 *field = want;
@@ -113,6 +114,15 @@ impl GeneratorTask {
                     "[model] {name} = {field} but the tokenizers give {want}; remove the key to take it from them"
                 )));
             }
+        }
+        if m.coarser_sides.is_empty() {
+            m.coarser_sides = sides[1..].to_vec();
+        } else if m.coarser_sides != sides[1..] {
+            return Err(TrainError::Invalid(format!(
+                "[model] coarser_sides = {:?} but the tokenizer's grids give {:?}; remove the key to take it from them",
+                m.coarser_sides,
+                &sides[1..]
+            )));
         }
         tch::manual_seed(config.train.seed as i64);
         let vs = VarStore::new(device);

@@ -1,4 +1,4 @@
-//! The study pipeline end to end at toy size: three arms (VQGAN, TE-VQGAN, ViT-VQGAN), their
+//! The study pipeline end to end at toy size: four arms (VQGAN, TE-VQGAN, ViT-VQGAN, AugVAE-SL), their
 //! tokenizers and generators, the shared classifier, results.json and both reports; a second
 //! call skips every finished stage. And `--arms` selection.
 
@@ -115,6 +115,41 @@ image_every = 2
 batch_size = 10
 "#,
     );
+    let augvae = |sl: bool| {
+        format!(
+            r#"
+{init}
+[data.loader]
+batch_size = 2
+[data.mnist64]
+translated_groups = 4
+[model]
+hidden_dim = 8
+ch_mult = [1, 2, 2]
+num_res_blocks = 1
+levels = [16, 8, 4]
+resolution = 64
+z_channels = 8
+{single}
+[quantizer]
+num_codes = 16
+dim = 8
+update = "ema"
+[loss]
+loss_type = "mse"
+[train]
+max_steps = 2
+validate_every = 1
+image_every = 2
+[eval]
+batch_size = 10
+"#,
+            init = if sl { "init_from = \"set-by-the-study\"" } else { "" },
+            single = if sl { "single_level = 8" } else { "" },
+        )
+    };
+    let aug_ml = write(d.path(), "aug-ml.toml", &augvae(false));
+    let aug_sl = write(d.path(), "aug-sl.toml", &augvae(true));
     let mut cfg = StudyConfig {
         tokenizer: tok,
         generator: gen,
@@ -134,14 +169,28 @@ batch_size = 10
         ortho_weight: 0.0,
         kind: ArmKind::VitVqgan,
         tokenizer: Some(vit),
+        stage1: None,
         generator_steps: Some(3),
+        default: false,
+    });
+    cfg.arms.push(Arm {
+        name: "aug".into(),
+        ortho_weight: 0.0,
+        kind: ArmKind::AugvaeSl,
+        tokenizer: Some(aug_sl),
+        stage1: Some(aug_ml),
+        generator_steps: None,
         default: false,
     });
     cfg.select_arms(Some(&["all".to_string()])).unwrap();
     let out = d.path().join("study");
     let res = study::run(&cfg, "toy", 1, &out, Device::Cpu, &data_root(), None).unwrap();
     tessera_train::study::report::write(&res, &out).unwrap();
-    assert_eq!(res.runs.len(), 3);
+    assert_eq!(res.runs.len(), 4);
+    // The AugVAE-SL arm fine-tuned its own AugVAE-ML run and generates from the 8×8 level.
+    assert!(out.join("seed0/aug/tokenizer-ml/checkpoints/last.safetensors").is_file());
+    assert!(res.runs[3].tokenizer_config.contains("single_level = 8"));
+    assert!(res.runs[3].tokenizer_config.contains("tokenizer-ml"), "init_from points at the arm's ML run");
     assert!(res.runs[2].tokenizer_config.contains("patch_size = 16"), "the ViT arm trained its own preset");
     assert!(res.runs[2].generator_config.contains("max_steps = 3"), "the ViT arm's own generator budget");
     assert!(!res.runs[0].generator_config.contains("max_steps = 3"));
@@ -158,6 +207,7 @@ batch_size = 10
     assert!(html.contains("Trans_eq_acc") && html.contains("<img src=\"seed0/vqgan/tokenizer/samples/"));
     assert!(html.contains("seed0/te-vqgan/generator/eval/t2i_validation.png"));
     assert!(html.contains("vit (ViT-VQGAN)"), "the ViT arm has its own column");
+    assert!(html.contains("aug (AugVAE-SL)"));
     assert!(out.join("seed0/te-vqgan/generator/eval/t2i_validation.png").is_file());
     assert!(out.join("plots/trans_eq_acc.svg").is_file() && out.join("results.json").is_file());
     // Same seed, same initial weights: the arms differ only through λ_o.
@@ -188,12 +238,17 @@ fn arms_are_selected_by_name() {
     assert_eq!(names(&c), ["vqgan", "te-vqgan"], "the ViT-VQGAN arm runs only when named");
     let mut c = quick.clone();
     c.select_arms(Some(&["all".into()])).unwrap();
-    assert_eq!(names(&c), ["vqgan", "te-vqgan", "vit-vqgan"]);
+    assert_eq!(names(&c), ["vqgan", "te-vqgan", "vit-vqgan", "augvae-sl"]);
     let mut c = quick.clone();
     c.select_arms(Some(&["vit-vqgan".into(), "vqgan".into()])).unwrap();
     assert_eq!(names(&c), ["vqgan", "vit-vqgan"]);
     let e = quick.clone().select_arms(Some(&["vit".into()])).unwrap_err().to_string();
     assert!(e.contains("`vit`") && e.contains("te-vqgan"), "{e}");
+    // An augvae-sl arm needs the ML config it fine-tunes; other arms take none.
+    let text =
+        "tokenizer = \"t.toml\"\n[[arms]]\nname = \"a\"\nkind = \"augvae-sl\"\ntokenizer = \"sl.toml\"\n";
+    let e = tessera_core::config::load_str::<StudyConfig>(text, &[], "study.toml").unwrap_err().to_string();
+    assert!(e.contains("arms[0].stage1"), "{e}");
     // A vit-vqgan arm without its tokenizer config is refused at load time.
     let text = "tokenizer = \"t.toml\"\n[[arms]]\nname = \"v\"\nkind = \"vit-vqgan\"\n";
     let e = tessera_core::config::load_str::<StudyConfig>(text, &[], "study.toml").unwrap_err().to_string();

@@ -59,17 +59,29 @@ impl Direction {
 }
 
 /// Sequence geometry shared by the masks and the model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Geometry {
     pub text_len: usize,
-    /// Side of the square code map; the image part has `side²` tokens.
-    pub side: usize,
+    /// Sides of the square code grids, in sequence order (one for most tokenizers, AugVAE-ML's
+    /// levels fine to coarse); the image part has `Σ side²` tokens, each grid row-major.
+    pub sides: Vec<usize>,
     pub kernel: usize,
 }
 
 impl Geometry {
     pub fn image_len(&self) -> usize {
-        self.side * self.side
+        self.sides.iter().map(|s| s * s).sum()
+    }
+
+    /// `(grid, row, col)` of image index `i`.
+    fn locate(&self, mut i: usize) -> (usize, usize, usize) {
+        for (g, &s) in self.sides.iter().enumerate() {
+            if i < s * s {
+                return (g, i / s, i % s);
+            }
+            i -= s * s;
+        }
+        unreachable!("image index beyond the grids")
     }
     pub fn total(&self) -> usize {
         self.text_len + self.image_len()
@@ -98,17 +110,20 @@ impl Geometry {
         }
     }
 
+    /// Image `i` may attend to image `j ≤ i`: on its own grid under the layer's pattern, on an
+    /// earlier grid always (several grids: the sparse patterns are per grid).
     fn image_pair_allowed(&self, kind: AttnType, i: usize, j: usize) -> bool {
-        let (ri, ci) = (i / self.side, i % self.side);
-        let (rj, cj) = (j / self.side, j % self.side);
+        let (gi, ri, ci) = self.locate(i);
+        let (gj, rj, cj) = self.locate(j.min(i));
         let half = self.kernel / 2;
         j <= i
-            && match kind {
-                AttnType::Full => true,
-                AttnType::AxialRow => ri == rj,
-                AttnType::AxialCol => ci == cj,
-                AttnType::ConvLike => ri.abs_diff(rj) <= half && ci.abs_diff(cj) <= half,
-            }
+            && (gi != gj
+                || match kind {
+                    AttnType::Full => true,
+                    AttnType::AxialRow => ri == rj,
+                    AttnType::AxialCol => ci == cj,
+                    AttnType::ConvLike => ri.abs_diff(rj) <= half && ci.abs_diff(cj) <= half,
+                })
     }
 
     /// May query `q` attend to key `k`?
@@ -143,7 +158,8 @@ impl Geometry {
 mod tests {
     use super::*;
 
-    const G: Geometry = Geometry { text_len: 3, side: 3, kernel: 3 };
+    static G: std::sync::LazyLock<Geometry> =
+        std::sync::LazyLock::new(|| Geometry { text_len: 3, sides: vec![3], kernel: 3 });
 
     #[test]
     fn full_is_causal() {
@@ -187,5 +203,30 @@ mod tests {
         assert_eq!(t2i, vec![0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
         let i2t: Vec<i64> = (0..G.total()).map(|p| G.segment(Direction::I2t, p)).collect();
         assert_eq!(i2t, vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1]);
+    }
+
+    /// Two grids (4×4 then 2×2, AugVAE-ML's fine-to-coarse order) after 2 text tokens: the sparse
+    /// patterns hold within a grid, and a coarse-grid query sees every earlier fine-grid token.
+    #[test]
+    fn several_grids_keep_their_patterns_per_grid() {
+        let g = Geometry { text_len: 2, sides: vec![4, 2], kernel: 3 };
+        assert_eq!((g.image_len(), g.total()), (20, 22));
+        // Fine grid index 5 = (row 1, col 1) at position 7: its row on the fine grid.
+        let seen: Vec<usize> =
+            (0..g.total()).filter(|&k| g.allowed(AttnType::AxialRow, Direction::T2i, 7, k)).collect();
+        assert_eq!(seen, vec![0, 1, 6, 7]);
+        // Coarse index 3 = (row 1, col 1) of the 2×2 grid, image index 19, position 21: all text,
+        // all 16 fine tokens, and coarse (1, 0) at 20 and itself (its row).
+        let seen: Vec<usize> =
+            (0..g.total()).filter(|&k| g.allowed(AttnType::AxialRow, Direction::T2i, 21, k)).collect();
+        let mut want: Vec<usize> = (0..18).collect();
+        want.extend([20, 21]);
+        assert_eq!(seen, want);
+        // Column pattern on the coarse grid: (0, 1) at index 17 (position 19) and itself.
+        let seen: Vec<usize> =
+            (0..g.total()).filter(|&k| g.allowed(AttnType::AxialCol, Direction::T2i, 21, k)).collect();
+        let mut want: Vec<usize> = (0..18).collect();
+        want.extend([19, 21]);
+        assert_eq!(seen, want);
     }
 }

@@ -21,11 +21,12 @@
 //! # Positions
 //! Text positions use a learned table indexed 0..Lt in both directions (as Bi-DALL-E's shared
 //! `text_pos_emb`, spec §13.4); image positions use Bi-DALL-E's fixed 2-D sinusoid or a learned
-//! axial table (row + column).
+//! axial table (row + column), per code grid ([`positions`]).
 
 pub mod block;
 mod features;
 pub mod masks;
+mod positions;
 pub mod sample;
 
 use std::collections::HashMap;
@@ -37,21 +38,13 @@ use tch::{Kind, Tensor};
 use block::{layer_norm, linear, Block, CacheSlot};
 pub use block::{layer_scale_init, DropoutSites, FeedForward, KvCache};
 pub use masks::{AttnType, Direction, Geometry};
+use positions::ImagePos;
+pub use positions::{fixed_2d_positions, ImagePositions};
 
 /// Text ids the model relies on: the BPE tokenizer's specials (spec §3.1, `tessera_data::text`).
 pub const PAD: i64 = 0;
 pub const CLS: i64 = 1;
 pub const SEP: i64 = 2;
-
-/// Image position embedding (spec §3.1 `pe_type`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ImagePositions {
-    /// 2-D sinusoid, not trained (Bi-DALL-E's run config).
-    Fixed,
-    /// Learned row table + learned column table.
-    Learned,
-}
 
 /// How `[PAD]` text tokens enter the model. Pad keys are hidden from attention in both modes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,8 +74,11 @@ pub struct BiartConfig {
     pub text_len: usize,
     /// Image codebook size; 0 = take it from the tokenizer run.
     pub image_vocab: usize,
-    /// Side of the code map; 0 = take it from the tokenizer run.
+    /// Side of the (first) code grid; 0 = take it from the tokenizer run.
     pub image_side: usize,
+    /// Sides of the further square grids that follow the first one in every image's codes
+    /// (AugVAE-ML's coarser levels, spec §4.1); empty for one grid. Taken from the tokenizer run.
+    pub coarser_sides: Vec<usize>,
     pub image_positions: ImagePositions,
     pub pad_tokens: PadTokens,
     /// Attention types, cycled over the layers (spec §3.2).
@@ -122,6 +118,7 @@ impl Default for BiartConfig {
             text_len: 50,
             image_vocab: 0,
             image_side: 0,
+            coarser_sides: vec![],
             image_positions: ImagePositions::Fixed,
             pad_tokens: PadTokens::Unique,
             attn_types: vec![AttnType::Full],
@@ -173,8 +170,12 @@ impl BiartConfig {
         }
     }
 
+    /// Every code grid's side, in sequence order.
+    pub fn image_sides(&self) -> Vec<usize> {
+        std::iter::once(self.image_side).chain(self.coarser_sides.iter().copied()).collect()
+    }
     pub fn geometry(&self) -> Geometry {
-        Geometry { text_len: self.text_len, side: self.image_side, kernel: self.conv_kernel }
+        Geometry { text_len: self.text_len, sides: self.image_sides(), kernel: self.conv_kernel }
     }
     /// First image id in the shared table.
     pub fn image_offset(&self) -> i64 {
@@ -203,6 +204,10 @@ impl tessera_core::Validate for BiartConfig {
         c.int("text_vocab", self.text_vocab, 0, 1 << 20, from_tok);
         c.int("image_vocab", self.image_vocab, 0, 1 << 18, from_tok);
         c.int("image_side", self.image_side, 0, 256, from_tok);
+        c.int("coarser_sides.len()", self.coarser_sides.len(), 0, 7, "further code grids");
+        for (i, s) in self.coarser_sides.iter().enumerate() {
+            c.int(&format!("coarser_sides[{i}]"), *s, 1, 256, "");
+        }
         c.int("text_len", self.text_len, 2, 4096, "room for [CLS] and [SEP]");
         c.int("n_layer", self.n_layer, 1, 256, "");
         c.int("n_head", self.n_head, 1, 256, "");
@@ -221,29 +226,6 @@ impl tessera_core::Validate for BiartConfig {
         c.weight("loss_weight", self.loss_weight);
         c.float("dropout", self.dropout, 0.0, 1.0, "");
     }
-}
-
-/// Bi-DALL-E's `FixedPositionalEmbedding2D` (spec §3.1): with `c = ⌈dim/4⌉·2` and
-/// `f = 1/10000^(2i/c)`, channels `[sin(x·f), cos(x·f), sin(y·f), cos(y·f)]` (x = column,
-/// y = row), cut to `dim`, flattened row-major.
-///
-/// # Shapes
-/// returns `(side², dim)`
-pub fn fixed_2d_positions(side: usize, dim: usize) -> Tensor {
-    let c = dim.div_ceil(4) * 2;
-    let freqs: Vec<f64> = (0..c).step_by(2).map(|i| 1.0 / 10000f64.powf(i as f64 / c as f64)).collect();
-    let mut out = Vec::with_capacity(side * side * dim);
-    for y in 0..side {
-        for x in 0..side {
-            let mut row = Vec::with_capacity(2 * c);
-            for pos in [x as f64, y as f64] {
-                row.extend(freqs.iter().map(|f| (pos * f).sin()));
-                row.extend(freqs.iter().map(|f| (pos * f).cos()));
-            }
-            out.extend(row[..dim].iter().map(|&v| v as f32));
-        }
-    }
-    Tensor::from_slice(&out).view([(side * side) as i64, dim as i64])
 }
 
 /// The two cross-entropies of one direction and their weighted mean (spec §3.3).
@@ -279,12 +261,6 @@ pub struct Biart {
     segments: HashMap<Direction, Tensor>,
 }
 
-#[derive(Debug)]
-enum ImagePos {
-    Fixed(Tensor),
-    Learned { row: Tensor, col: Tensor },
-}
-
 impl Biart {
     pub fn new(p: &nn::Path, config: BiartConfig) -> Result<Self, String> {
         config.check()?;
@@ -304,16 +280,7 @@ impl Biart {
         let seg_emb = config.segment_embedding.then(|| emb("seg_emb", 2));
         let text_pos =
             p.var("text_pos_emb", &[config.text_len as i64, c], nn::Init::Randn { mean: 0.0, stdev: 0.02 });
-        let side = config.image_side as i64;
-        let image_pos = match config.image_positions {
-            ImagePositions::Fixed => {
-                ImagePos::Fixed(fixed_2d_positions(config.image_side, config.n_embd).to_device(p.device()))
-            }
-            ImagePositions::Learned => ImagePos::Learned {
-                row: p.var("image_pos_row", &[side, c], nn::Init::Randn { mean: 0.0, stdev: 0.02 }),
-                col: p.var("image_pos_col", &[side, c], nn::Init::Randn { mean: 0.0, stdev: 0.02 }),
-            },
-        };
+        let image_pos = ImagePos::new(p, config.image_positions, &config.image_sides(), config.n_embd);
         let blocks = (0..config.n_layer)
             .map(|i| Block::new(p / "blocks" / i, &config, config.attn_types[i % config.attn_types.len()], i))
             .collect();
@@ -376,14 +343,7 @@ impl Biart {
     }
 
     fn positions(&self) -> (Tensor, Tensor) {
-        let image = match &self.image_pos {
-            ImagePos::Fixed(t) => t.shallow_clone(),
-            ImagePos::Learned { row, col } => {
-                let (s, c) = (self.config.image_side as i64, self.config.n_embd as i64);
-                (row.unsqueeze(1) + col.unsqueeze(0)).view([s * s, c])
-            }
-        };
-        (self.text_pos.shallow_clone(), image)
+        (self.text_pos.shallow_clone(), self.image_pos.embeddings())
     }
 
     /// Vocabulary ids of raw text ids at text positions `p0..p0+n` (pads → their slot).

@@ -133,7 +133,7 @@ impl Biart {
     }
 
     fn generate_inner(&self, dir: Direction, cond: &Tensor, cfg: &SampleConfig) -> Tensor {
-        let g = self.geometry;
+        let g = &self.geometry;
         let b = cond.size()[0];
         let dev = cond.device();
         let off = self.config.image_offset();

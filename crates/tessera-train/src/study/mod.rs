@@ -8,6 +8,7 @@
 //! ```text
 //! classifier/                      evaluation classifier (shared)
 //! seed{s}/{arm}/tokenizer/         tokenizer run (+ eval.json)
+//! seed{s}/{arm}/tokenizer-ml/      the AugVAE-ML run an augvae-sl arm fine-tunes
 //! seed{s}/{arm}/generator/         generator run (+ eval_generator.json, eval/*.png)
 //! .../stage.json                   written when a stage finishes: it is then skipped
 //! results.json, report.md, report.html, plots/
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use tch::Device;
 use tessera_data::mnist64::Split;
 
+use crate::augvae::AugVaeRunConfig;
 use crate::classifier::{train_classifier, Classifier, ClassifierReport, ClassifierRunConfig};
 use crate::error::{Result, TrainError};
 use crate::gen_eval::SplitScores;
@@ -40,6 +42,9 @@ pub enum ArmKind {
     Vqgan,
     /// ViT-VQGAN: the arm's own `tokenizer` config (`tessera train vit-vqgan`).
     VitVqgan,
+    /// AugVAE-SL: an AugVAE-ML run from `stage1` (`tessera train augvae`), then the arm's
+    /// `tokenizer` config fine-tuning it into AugVAE-SL (its `init_from` is set by the study).
+    AugvaeSl,
 }
 
 /// One side of the comparison.
@@ -52,9 +57,13 @@ pub struct Arm {
     pub ortho_weight: f64,
     #[serde(default)]
     pub kind: ArmKind,
-    /// The arm's tokenizer config (required for ViT-VQGAN; VQGAN arms use the study's).
+    /// The arm's tokenizer config (required for ViT-VQGAN and AugVAE-SL; VQGAN arms use the
+    /// study's).
     #[serde(default)]
     pub tokenizer: Option<PathBuf>,
+    /// AugVAE-SL arms: the AugVAE-ML config the arm's tokenizer fine-tunes.
+    #[serde(default)]
+    pub stage1: Option<PathBuf>,
     /// The arm's generator budget in steps, when it differs from the generator config's
     /// `train.max_steps` (the report shows each arm's generator config).
     #[serde(default)]
@@ -76,6 +85,7 @@ impl Arm {
             ortho_weight,
             kind: ArmKind::Vqgan,
             tokenizer: None,
+            stage1: None,
             generator_steps: None,
             default: true,
         }
@@ -125,18 +135,23 @@ impl tessera_core::Validate for StudyConfig {
             if let Some(n) = arm.generator_steps {
                 c.int(&format!("arms[{i}].generator_steps"), n, 1, tessera_core::validate::MAX_STEPS, "");
             }
-            if arm.kind == ArmKind::VitVqgan {
+            if arm.kind != ArmKind::Vqgan {
                 c.rule(
                     arm.tokenizer.is_some(),
                     &format!("arms[{i}].tokenizer"),
-                    "a vit-vqgan arm needs its tokenizer config (e.g. configs/mnist64-vit-quick.toml)",
+                    "a vit-vqgan or augvae-sl arm needs its tokenizer config (e.g. configs/mnist64-vit-quick.toml)",
                 );
                 c.rule(
                     arm.ortho_weight == 0.0,
                     &format!("arms[{i}].ortho_weight"),
-                    "applies to VQGAN arms only; set it to 0 for vit-vqgan",
+                    "applies to VQGAN arms only; set it to 0",
                 );
             }
+            c.rule(
+                arm.stage1.is_some() == (arm.kind == ArmKind::AugvaeSl),
+                &format!("arms[{i}].stage1"),
+                "is the AugVAE-ML config of an augvae-sl arm, which needs it; other arms take none",
+            );
         }
     }
 }
@@ -380,6 +395,23 @@ fn run_arm(
                 vcfg.data.loader.seed = seed;
                 vcfg.eval.val_batches = cfg.tokenizer_val_batches;
                 crate::vit_tokenizer::train(vcfg, device, root, &tok_dir, resume)?.0.evaluate()?
+            }
+            ArmKind::AugvaeSl => {
+                let ml_dir = tok_dir.with_file_name("tokenizer-ml");
+                let seeded = |mut c: AugVaeRunConfig| {
+                    (c.train.seed, c.data.loader.seed, c.eval.val_batches) =
+                        (seed, seed, cfg.tokenizer_val_batches);
+                    c
+                };
+                let ml_cfg = seeded(load_toml(arm.stage1.as_deref().expect("validated"))?);
+                stage(&ml_dir, &format!("{label}: AugVAE-ML"), || {
+                    let resume = ml_dir.join("checkpoints/last.safetensors").exists();
+                    let rec = crate::augvae::train(ml_cfg, device, root, &ml_dir, resume)?.0.evaluate()?;
+                    write_json(&ml_dir.join("eval.json"), &rec)
+                })?;
+                let mut sl_cfg = seeded(load_toml(arm.tokenizer.as_deref().expect("validated"))?);
+                sl_cfg.init_from = Some(ml_dir.clone());
+                crate::augvae::train(sl_cfg, device, root, &tok_dir, resume)?.0.evaluate()?
             }
         };
         write_json(&tok_dir.join("eval.json"), &rec)

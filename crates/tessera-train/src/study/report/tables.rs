@@ -137,6 +137,7 @@ pub fn main_table(res: &StudyResults) -> Table {
     head.extend(arms.iter().map(|a| match a.kind {
         crate::study::ArmKind::Vqgan => format!("{} (λ_o = {})", a.name, a.ortho_weight),
         crate::study::ArmKind::VitVqgan => format!("{} (ViT-VQGAN)", a.name),
+        crate::study::ArmKind::AugvaeSl => format!("{} (AugVAE-SL)", a.name),
     }));
     if arms.len() >= 2 {
         head.push(format!("{} − {} (95 % CI over seeds)", arms[1].name, arms[0].name));
