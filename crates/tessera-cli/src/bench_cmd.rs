@@ -72,6 +72,8 @@ pub enum BenchCommand {
     /// One ViT-VQGAN training step (StyleGAN2 discriminator, lazy R1) against
     /// enhancing-transformers' own step from a checkout (benches/vitvq_step.py).
     Vit(crate::bench_vit::VitBench),
+    /// One AugVAE-ML training step against L-Verse's own (`--upstream CHECKOUT`).
+    Augvae(crate::bench_augvae::AugVaeBench),
 }
 
 pub fn run(cmd: BenchCommand, device: Device) -> Result<()> {
@@ -87,6 +89,7 @@ pub fn run(cmd: BenchCommand, device: Device) -> Result<()> {
             bench_tokenizer(&config, batch, reps, threads, ortho, device)
         }
         BenchCommand::Vit(o) => crate::bench_vit::run(&o, device),
+        BenchCommand::Augvae(o) => crate::bench_augvae::run(&o, device),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `tessera`: the command line. It parses arguments, loads configs and calls library functions;
 //! no library crate depends on it.
 
+mod bench_augvae;
 mod bench_cmd;
 mod bench_vit;
 mod data_cmd;

@@ -32,6 +32,8 @@ fn every_preset_resolves_as_its_kind() {
             load::<StudyConfig>(name);
         } else if name.starts_with("data-") {
             load::<tessera_data::DataConfig>(name);
+        } else if name.contains("augvae") {
+            load::<tessera_train::augvae::AugVaeRunConfig>(name);
         } else if name.contains("vit-") {
             load::<VitRunConfig>(name);
         } else if name.contains("biart") || name.contains("-vim-") {
@@ -40,6 +42,29 @@ fn every_preset_resolves_as_its_kind() {
             load::<TokenizerRunConfig>(name);
         }
     }
+}
+
+/// The ablation pair differs only in `[quantizer]`, and keeps upstream's codebook start.
+#[test]
+fn vit_ablation_pair_differs_only_in_its_codes() {
+    let (a, b): (VitRunConfig, VitRunConfig) =
+        (load("mnist64-vit-ablation-l2.toml"), load("mnist64-vit-ablation-plain.toml"));
+    assert_eq!(VitRunConfig { quantizer: a.quantizer.clone(), ..b.clone() }, a);
+    for q in [&a.quantizer, &b.quantizer] {
+        assert_eq!((q.init, q.dead_code_threshold), (tessera_quant::CodebookInit::Normal, 0.0));
+    }
+    assert_eq!((a.quantizer.dim, b.quantizer.dim), (32, 256));
+}
+
+/// The SL preset fine-tunes the ML preset: the same model but for `single_level`.
+#[test]
+fn augvae_sl_preset_fits_the_ml_preset() {
+    use tessera_train::augvae::AugVaeRunConfig;
+    let (ml, sl): (AugVaeRunConfig, AugVaeRunConfig) =
+        (load("mnist64-augvae-quick.toml"), load("mnist64-augvae-sl-quick.toml"));
+    assert_eq!(tessera_models::augvae::AugVaeConfig { single_level: None, ..sl.model.clone() }, ml.model);
+    assert_eq!((sl.model.single_level, ml.model.single_level), (Some(8), None));
+    assert_eq!((&sl.quantizer.num_codes, &sl.quantizer.dim), (&ml.quantizer.num_codes, &ml.quantizer.dim));
 }
 
 #[test]
