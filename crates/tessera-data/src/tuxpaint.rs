@@ -74,7 +74,9 @@ fn captioned_stamps(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
 /// FNV-1a of a path's bytes below the stamps folder: the split does not depend on where the
 /// cache is or on the listing order.
 fn path_hash(rel: &Path) -> u64 {
-    rel.to_string_lossy().bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    rel.to_string_lossy()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 /// The captioned stamps of one split.
@@ -109,14 +111,15 @@ impl TuxPaint {
         let stamps = dir.join(STAMPS);
         let entries = captioned_stamps(&dir)?
             .into_iter()
-            .filter(|(p, _)| (path_hash(p.strip_prefix(&stamps).unwrap_or(p)) % 10 == 0) == want_val)
+            .filter(|(p, _)| path_hash(p.strip_prefix(&stamps).unwrap_or(p)).is_multiple_of(10) == want_val)
             .collect();
         Ok(TuxPaint { entries, split, size, background })
     }
 
     /// The stamp at `path` over the background, padded to a square, resized.
     fn render(&self, path: &Path) -> Result<RgbImage> {
-        let rgba = crate::image_file::decode_checked(path, crate::image_file::DEFAULT_MAX_IMAGE_PIXELS)?.to_rgba8();
+        let rgba =
+            crate::image_file::decode_checked(path, crate::image_file::DEFAULT_MAX_IMAGE_PIXELS)?.to_rgba8();
         let (w, h) = rgba.dimensions();
         let side = w.max(h);
         let [br, bg, bb] = self.background.map(f32::from);
@@ -142,7 +145,13 @@ impl Dataset for TuxPaint {
         Ok(Sample { image: self.render(path)?, captions: vec![caption.clone()] })
     }
     fn describe(&self) -> String {
-        format!("Tux Paint stamps {} ({} captioned images at {}×{})", self.split.name(), self.len(), self.size, self.size)
+        format!(
+            "Tux Paint stamps {} ({} captioned images at {}×{})",
+            self.split.name(),
+            self.len(),
+            self.size,
+            self.size
+        )
     }
 }
 
@@ -156,7 +165,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let stamps = tuxpaint_dir(d.path()).join(STAMPS).join("animals");
         std::fs::create_dir_all(&stamps).unwrap();
-        let img = image::RgbaImage::from_fn(4, 2, |x, _| image::Rgba([255, 0, 0, if x < 2 { 255 } else { 128 }]));
+        let img =
+            image::RgbaImage::from_fn(4, 2, |x, _| image::Rgba([255, 0, 0, if x < 2 { 255 } else { 128 }]));
         for name in ["a", "b", "c"] {
             img.save(stamps.join(format!("{name}.png"))).unwrap();
         }
@@ -177,14 +187,20 @@ mod tests {
         assert_eq!(train.len() + val.len(), 2, "each captioned stamp in exactly one split");
         let e = TuxPaint::open(d.path(), Split::Test, 8, [0, 0, 0]).unwrap_err().to_string();
         assert!(e.contains("train and validation"), "{e}");
-        let e = TuxPaint::open(Path::new("/nonexistent"), Split::Train, 8, [0, 0, 0]).unwrap_err().to_string();
+        let e =
+            TuxPaint::open(Path::new("/nonexistent"), Split::Train, 8, [0, 0, 0]).unwrap_err().to_string();
         assert!(e.contains("tessera data fetch --tuxpaint"), "{e}");
     }
 
     #[test]
     fn stamps_are_composited_padded_and_resized() {
         let d = fake_cache();
-        let ds = TuxPaint { entries: captioned_stamps(&tuxpaint_dir(d.path())).unwrap(), split: Split::Train, size: 4, background: [0, 0, 255] };
+        let ds = TuxPaint {
+            entries: captioned_stamps(&tuxpaint_dir(d.path())).unwrap(),
+            split: Split::Train,
+            size: 4,
+            background: [0, 0, 255],
+        };
         let path = ds.entries[0].0.clone();
         let ds4 = TuxPaint { size: 4, ..ds };
         let img = ds4.render(&path).unwrap();

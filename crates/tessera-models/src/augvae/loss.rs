@@ -105,10 +105,10 @@ impl AugVaeLoss {
             (Some(l), true) => Some(l.forward_t(x, xrec, false).mean(tch::Kind::Float)),
             _ => None,
         };
-        let mut total = &rec + qloss;
-        if let Some(p) = &perceptual {
-            total = total + p * self.config.perceptual_weight;
-        }
+        let total = match &perceptual {
+            Some(p) => &rec + qloss + p * self.config.perceptual_weight,
+            None => &rec + qloss,
+        };
         AugVaeLossParts { total, rec, perceptual }
     }
 }

@@ -131,12 +131,10 @@ impl AugVae {
     ) -> Result<(Vec<LevelCodes>, Tensor), QuantError> {
         let mut h = x.shallow_clone();
         let mut levels = Vec::new();
-        let mut loss = Tensor::zeros([], (Kind::Float, x.device()));
         for j in 0..self.encoders.len() {
             h = self.encoders[j].forward_t(&h, train);
             if self.quantises(j) {
                 let out = self.quantizer.forward_t(&self.pre_quants.forward(&h, j), train)?;
-                loss = loss + &out.loss;
                 levels.push(LevelCodes {
                     level: j,
                     quantized: out.quantized,
@@ -145,6 +143,11 @@ impl AugVae {
                 });
             }
         }
+        let loss = levels
+            .iter()
+            .map(|l| l.loss.shallow_clone())
+            .reduce(|a, b| a + b)
+            .unwrap_or_else(|| Tensor::zeros([], (Kind::Float, x.device())));
         Ok((levels, loss))
     }
 
