@@ -27,7 +27,7 @@ use tessera_data::{Batch, DataLoader, Dataset, Subset, TextTokenizer};
 use tessera_eval::captions::CaptionScores;
 use tessera_eval::generation::{score_i2t, score_t2i};
 use tessera_models::biart::sample::SampleConfig;
-use tessera_models::biart::{Biart, Direction};
+use tessera_models::biart::{Biart, BiartConfig, Direction};
 use tessera_nn::optim::Adam;
 
 pub mod config;
@@ -92,38 +92,8 @@ impl GeneratorTask {
         let mut tokenizer = load_tokenizer(&config.tokenizer, device)?;
         std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
         let text = caption_tokenizer(&config, root, dir)?;
-        let m = &mut config.model;
-        let grids = tokenizer.layout().grids;
-        if grids.iter().any(|(h, w)| h != w) {
-            return Err(TrainError::Invalid(format!(
-                "BiART models square code grids, but the tokenizer {} lays its codes out as {grids:?}",
-                config.tokenizer.display()
-            )));
-        }
-        let sides: Vec<usize> = grids.iter().map(|(h, _)| *h as usize).collect();
-        let (vt, k) = (text.vocab_size(), tokenizer.num_codes());
-        for (name, field, want) in [
-            ("text_vocab", &mut m.text_vocab, vt),
-            ("image_vocab", &mut m.image_vocab, k),
-            ("image_side", &mut m.image_side, sides[0]),
-        ] {
-            if *field == 0 {
-                *field = want;
-            } else if *field != want {
-                return Err(TrainError::Invalid(format!(
-                    "[model] {name} = {field} but the tokenizers give {want}; remove the key to take it from them"
-                )));
-            }
-        }
-        if m.coarser_sides.is_empty() {
-            m.coarser_sides = sides[1..].to_vec();
-        } else if m.coarser_sides != sides[1..] {
-            return Err(TrainError::Invalid(format!(
-                "[model] coarser_sides = {:?} but the tokenizer's grids give {:?}; remove the key to take it from them",
-                m.coarser_sides,
-                &sides[1..]
-            )));
-        }
+        let sizes = (text.vocab_size(), tokenizer.num_codes(), tokenizer.layout().grids);
+        fit_to_tokenizers(&mut config.model, sizes, &config.tokenizer)?;
         tch::manual_seed(config.train.seed as i64);
         let vs = VarStore::new(device);
         let model = Biart::new(&vs.root(), config.model.clone()).map_err(TrainError::Invalid)?;
@@ -409,6 +379,45 @@ impl Task for GeneratorTask {
             ("val_accuracy", "val", vec!["t2i_acc", "i2t_acc"], false),
         ]
     }
+}
+
+/// Take the model's sizes from the tokenizers (text vocabulary, codebook, code grids), or check
+/// the ones the config sets against them.
+fn fit_to_tokenizers(
+    m: &mut BiartConfig,
+    (vt, k, grids): (usize, usize, Vec<(i64, i64)>),
+    tokenizer: &Path,
+) -> Result<()> {
+    if grids.iter().any(|(h, w)| h != w) {
+        return Err(TrainError::Invalid(format!(
+            "BiART models square code grids, but the tokenizer {} lays its codes out as {grids:?}",
+            tokenizer.display()
+        )));
+    }
+    let sides: Vec<usize> = grids.iter().map(|(h, _)| *h as usize).collect();
+    for (name, field, want) in [
+        ("text_vocab", &mut m.text_vocab, vt),
+        ("image_vocab", &mut m.image_vocab, k),
+        ("image_side", &mut m.image_side, sides[0]),
+    ] {
+        if *field == 0 {
+            *field = want;
+        } else if *field != want {
+            return Err(TrainError::Invalid(format!(
+                "[model] {name} = {field} but the tokenizers give {want}; remove the key to take it from them"
+            )));
+        }
+    }
+    if m.coarser_sides.is_empty() {
+        m.coarser_sides = sides[1..].to_vec();
+    } else if m.coarser_sides != sides[1..] {
+        return Err(TrainError::Invalid(format!(
+            "[model] coarser_sides = {:?} but the tokenizer's grids give {:?}; remove the key to take it from them",
+            m.coarser_sides,
+            &sides[1..]
+        )));
+    }
+    Ok(())
 }
 
 /// Train a generator into `dir`.

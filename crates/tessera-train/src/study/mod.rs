@@ -361,6 +361,54 @@ pub fn prepare(cfg: &StudyConfig, out: &Path, device: Device, root: &Path) -> Re
     })
 }
 
+/// Train (or resume) the tokenizer of `arm` at `seed` into `tok_dir` and evaluate it.
+fn arm_tokenizer(
+    cfg: &StudyConfig,
+    tok_base: &TokenizerRunConfig,
+    arm: &Arm,
+    seed: u64,
+    label: &str,
+    tok_dir: &Path,
+    (device, root): (Device, &Path),
+) -> Result<crate::metrics::Record> {
+    let resume = tok_dir.join("checkpoints/last.safetensors").exists();
+    Ok(match arm.kind {
+        ArmKind::Vqgan => {
+            let mut tcfg = tok_base.clone();
+            tcfg.quantizer.ortho.weight = arm.ortho_weight;
+            tcfg.train.seed = seed;
+            tcfg.data.loader.seed = seed;
+            tcfg.eval.val_batches = cfg.tokenizer_val_batches;
+            tokenizer::train(tcfg, device, root, tok_dir, resume)?.0.evaluate()?
+        }
+        ArmKind::VitVqgan => {
+            let path = arm.tokenizer.as_deref().unwrap_or(&cfg.tokenizer);
+            let mut vcfg: VitRunConfig = load_toml(path)?;
+            vcfg.train.seed = seed;
+            vcfg.data.loader.seed = seed;
+            vcfg.eval.val_batches = cfg.tokenizer_val_batches;
+            crate::vit_tokenizer::train(vcfg, device, root, tok_dir, resume)?.0.evaluate()?
+        }
+        ArmKind::AugvaeSl => {
+            let ml_dir = tok_dir.with_file_name("tokenizer-ml");
+            let seeded = |mut c: AugVaeRunConfig| {
+                (c.train.seed, c.data.loader.seed, c.eval.val_batches) =
+                    (seed, seed, cfg.tokenizer_val_batches);
+                c
+            };
+            let ml_cfg = seeded(load_toml(arm.stage1.as_deref().expect("validated"))?);
+            stage(&ml_dir, &format!("{label}: AugVAE-ML"), || {
+                let resume = ml_dir.join("checkpoints/last.safetensors").exists();
+                let rec = crate::augvae::train(ml_cfg, device, root, &ml_dir, resume)?.0.evaluate()?;
+                write_json(&ml_dir.join("eval.json"), &rec)
+            })?;
+            let mut sl_cfg = seeded(load_toml(arm.tokenizer.as_deref().expect("validated"))?);
+            sl_cfg.init_from = Some(ml_dir.clone());
+            crate::augvae::train(sl_cfg, device, root, tok_dir, resume)?.0.evaluate()?
+        }
+    })
+}
+
 /// Train and evaluate one arm at seed index `s` (tokenizer, then generator), each stage skipped
 /// when already finished.
 fn run_arm(
@@ -378,42 +426,7 @@ fn run_arm(
     let (tok_dir, gen_dir) = run_dirs(out, s, &arm.name);
     let mut seconds = BTreeMap::new();
     let t = stage(&tok_dir, &format!("{label}: tokenizer"), || {
-        let resume = tok_dir.join("checkpoints/last.safetensors").exists();
-        let rec = match arm.kind {
-            ArmKind::Vqgan => {
-                let mut tcfg = tok_base.clone();
-                tcfg.quantizer.ortho.weight = arm.ortho_weight;
-                tcfg.train.seed = seed;
-                tcfg.data.loader.seed = seed;
-                tcfg.eval.val_batches = cfg.tokenizer_val_batches;
-                tokenizer::train(tcfg, device, root, &tok_dir, resume)?.0.evaluate()?
-            }
-            ArmKind::VitVqgan => {
-                let path = arm.tokenizer.as_deref().unwrap_or(&cfg.tokenizer);
-                let mut vcfg: VitRunConfig = load_toml(path)?;
-                vcfg.train.seed = seed;
-                vcfg.data.loader.seed = seed;
-                vcfg.eval.val_batches = cfg.tokenizer_val_batches;
-                crate::vit_tokenizer::train(vcfg, device, root, &tok_dir, resume)?.0.evaluate()?
-            }
-            ArmKind::AugvaeSl => {
-                let ml_dir = tok_dir.with_file_name("tokenizer-ml");
-                let seeded = |mut c: AugVaeRunConfig| {
-                    (c.train.seed, c.data.loader.seed, c.eval.val_batches) =
-                        (seed, seed, cfg.tokenizer_val_batches);
-                    c
-                };
-                let ml_cfg = seeded(load_toml(arm.stage1.as_deref().expect("validated"))?);
-                stage(&ml_dir, &format!("{label}: AugVAE-ML"), || {
-                    let resume = ml_dir.join("checkpoints/last.safetensors").exists();
-                    let rec = crate::augvae::train(ml_cfg, device, root, &ml_dir, resume)?.0.evaluate()?;
-                    write_json(&ml_dir.join("eval.json"), &rec)
-                })?;
-                let mut sl_cfg = seeded(load_toml(arm.tokenizer.as_deref().expect("validated"))?);
-                sl_cfg.init_from = Some(ml_dir.clone());
-                crate::augvae::train(sl_cfg, device, root, &tok_dir, resume)?.0.evaluate()?
-            }
-        };
+        let rec = arm_tokenizer(cfg, tok_base, arm, seed, &label, &tok_dir, (device, root))?;
         write_json(&tok_dir.join("eval.json"), &rec)
     })?;
     seconds.insert("tokenizer".into(), t);
