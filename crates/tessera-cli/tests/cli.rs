@@ -3,25 +3,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn data_root() -> PathBuf {
-    std::env::var_os("TESSERA_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data"))
-}
-
-fn tessera(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .arg("--data-dir")
-        .arg(data_root())
-        .args(args)
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .expect("run tessera")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{data_root, stderr, tessera};
 
 #[test]
 fn data_show_writes_a_grid_and_the_resolved_config() {
