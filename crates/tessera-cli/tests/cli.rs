@@ -1,10 +1,9 @@
 //! The `tessera` binary end to end, as a user runs it.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
 mod common;
-use common::{data_root, stderr, tessera};
+use common::{stderr, tessera};
 
 #[test]
 fn data_show_writes_a_grid_and_the_resolved_config() {
