@@ -44,6 +44,18 @@ impl CodeLayout {
 #[error("{0}")]
 pub struct TokenizerError(pub String);
 
+/// Refuse `images` unless they are `(B, 3, side, side)`; every tokenizer's `encode` checks this
+/// first. Returns the batch size.
+pub fn check_images(images: &Tensor, side: i64) -> Result<i64, TokenizerError> {
+    let size = images.size();
+    if size.len() != 4 || size[1] != 3 || size[2] != side || size[3] != side {
+        return Err(TokenizerError(format!(
+            "images of shape {size:?}, but this tokenizer takes (B, 3, {side}, {side})"
+        )));
+    }
+    Ok(size[0])
+}
+
 /// A trained, frozen image tokenizer.
 pub trait ImageTokenizer {
     /// The run kind this tokenizer is saved under (`"vqgan"`).
@@ -83,14 +95,7 @@ impl ImageTokenizer for VqModel {
     }
 
     fn encode(&mut self, images: &Tensor) -> Result<Tensor, TokenizerError> {
-        let r = self.config.resolution;
-        let size = images.size();
-        if size.len() != 4 || size[1] != 3 || size[2] != r || size[3] != r {
-            return Err(TokenizerError(format!(
-                "images of shape {size:?}, but this tokenizer takes (B, 3, {r}, {r})"
-            )));
-        }
-        let b = size[0];
+        let b = check_images(images, self.config.resolution)?;
         let out = tch::no_grad(|| VqModel::encode(self, images, false));
         Ok(out.map_err(|e| TokenizerError(e.to_string()))?.indices.view([b, -1]))
     }

@@ -21,17 +21,9 @@ fn rel_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[]) / scale
 }
 
-/// The fixtures' model: 32 px, levels 16/8/4, hidden 8, z 16, 32 codes of 8 dims.
+/// The fixtures' model (32 codes of 8 dims in the quantizer).
 fn ml_config() -> AugVaeConfig {
-    AugVaeConfig {
-        hidden_dim: 8,
-        ch_mult: vec![1, 2],
-        num_res_blocks: 1,
-        levels: vec![16, 8, 4],
-        resolution: 32,
-        z_channels: 16,
-        ..AugVaeConfig::default()
-    }
+    AugVaeConfig::reference_fixture()
 }
 
 fn sl_config(reference_quantisation: bool) -> AugVaeConfig {
@@ -89,6 +81,9 @@ fn ml_encodes_and_decodes_as_upstream() {
     assert!(rel_diff(&out.loss, &f["qloss_eval"]) < 1e-5);
     // Through the tokenizer interface: the same codes, and decoding them is upstream's feed_seq path.
     assert_eq!(ImageTokenizer::encode(&mut m, x).unwrap(), f["codes"]);
+    let wrong = Tensor::zeros([1, 3, 16, 16], (Kind::Float, Device::Cpu));
+    let e = ImageTokenizer::encode(&mut m, &wrong).unwrap_err().to_string();
+    assert!(e.contains("(B, 3, 32, 32)"), "{e}");
     let decoded = tch::no_grad(|| m.decode_codes(&f["codes"]));
     // Upstream's own two routes to this image (forward's straight-through `z + (e − z)` and the
     // looked-up `e`) differ by 1.8e-5 after three decoders: float32 rounding, amplified. The codes

@@ -125,6 +125,20 @@ pub fn lverse_quantizer(num_codes: i64, dim: i64) -> tessera_quant::VqConfig {
 }
 
 impl AugVaeConfig {
+    /// The model of `reference/augvae_fixtures.py`'s fixtures (parity tests): 32 px, levels
+    /// 16/8/4, hidden 8, z 16.
+    pub fn reference_fixture() -> Self {
+        Self {
+            hidden_dim: 8,
+            ch_mult: vec![1, 2],
+            num_res_blocks: 1,
+            levels: vec![16, 8, 4],
+            resolution: 32,
+            z_channels: 16,
+            ..Self::default()
+        }
+    }
+
     /// Index of the kept level of an SL model.
     pub fn kept_level(&self) -> Option<usize> {
         self.single_level.and_then(|s| self.levels.iter().position(|&l| l == s))

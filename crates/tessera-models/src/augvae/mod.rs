@@ -268,13 +268,7 @@ impl ImageTokenizer for AugVae {
     }
 
     fn encode(&mut self, images: &Tensor) -> Result<Tensor, TokenizerError> {
-        let r = self.config.resolution;
-        let size = images.size();
-        if size.len() != 4 || size[1] != 3 || size[2] != r || size[3] != r {
-            return Err(TokenizerError(format!(
-                "images of shape {size:?}, but this tokenizer takes (B, 3, {r}, {r})"
-            )));
-        }
+        crate::tokenizer::check_images(images, self.config.resolution)?;
         let out =
             tch::no_grad(|| self.forward_t(images, false)).map_err(|e| TokenizerError(e.to_string()))?;
         Ok(self.codes(&out))

@@ -211,15 +211,9 @@ impl crate::tokenizer::ImageTokenizer for VitVq {
     }
 
     fn encode(&mut self, images: &Tensor) -> Result<Tensor, crate::tokenizer::TokenizerError> {
-        let r = self.config.resolution;
-        let size = images.size();
-        if size.len() != 4 || size[1] != 3 || size[2] != r || size[3] != r {
-            return Err(crate::tokenizer::TokenizerError(format!(
-                "images of shape {size:?}, but this tokenizer takes (B, 3, {r}, {r})"
-            )));
-        }
+        let b = crate::tokenizer::check_images(images, self.config.resolution)?;
         let out = tch::no_grad(|| VitVq::encode(self, images, false));
-        Ok(out.map_err(|e| crate::tokenizer::TokenizerError(e.to_string()))?.indices.view([size[0], -1]))
+        Ok(out.map_err(|e| crate::tokenizer::TokenizerError(e.to_string()))?.indices.view([b, -1]))
     }
 
     fn decode(&mut self, codes: &Tensor) -> Tensor {
