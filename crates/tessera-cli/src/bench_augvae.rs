@@ -4,7 +4,6 @@
 //! architecture, batch, threads and quantizer (N(0, 1) EMA codebook, no revival, as upstream).
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use tch::{Device, Kind, Tensor};
@@ -51,14 +50,8 @@ pub fn run(o: &AugVaeBench, device: Device) -> Result<()> {
 /// The preset with upstream's quantizer (N(0, 1) codebook, no k-means, no revival) and loss
 /// (`mse`: LPIPS needs ImageNet VGG16 weights), so both sides do the same work.
 fn bench_config(name: &str) -> Result<AugVaeRunConfig> {
-    let root = std::env::var("TESSERA_ROOT").unwrap_or_else(|_| ".".into());
-    let path = match name {
-        "quick" => Path::new(&root).join("configs/mnist64-augvae-quick.toml"),
-        file => file.into(),
-    };
-    let mut cfg: AugVaeRunConfig = tessera_core::config::ConfigSource::new(Some(path.clone()), vec![])
-        .load()
-        .with_context(|| format!("bench config `{name}` ({})", path.display()))?;
+    let mut cfg: AugVaeRunConfig =
+        crate::bench_cmd::load_preset(name, &[("quick", "mnist64-augvae-quick.toml")])?;
     anyhow::ensure!(cfg.model.single_level.is_none(), "bench augvae times AugVAE-ML; {name} is an SL config");
     cfg.quantizer.init = CodebookInit::Normal;
     cfg.quantizer.dead_code_threshold = 0.0;
@@ -75,14 +68,7 @@ fn tessera_time(cfg: AugVaeRunConfig, batch: i64, reps: usize, device: Device) -
     tch::manual_seed(0);
     let x = Tensor::rand([batch, 3, side, side], (Kind::Float, device)) * 2.0 - 1.0;
     let b = [tessera_data::Batch { images: x, captions: vec![], indices: vec![] }];
-    let mut time = |step: i64| -> Result<f64> {
-        let t0 = Instant::now();
-        t.step(&b, step, lr)?;
-        if device.is_cuda() {
-            tch::Cuda::synchronize(0);
-        }
-        Ok(t0.elapsed().as_secs_f64())
-    };
+    let mut time = |step: i64| crate::bench_cmd::timed(device, || Ok(t.step(&b, step, lr).map(drop)?));
     time(0)?;
     let times: Vec<f64> = (0..reps).map(|i| time(1 + i as i64)).collect::<Result<_>>()?;
     Ok(crate::bench_cmd::median(times))

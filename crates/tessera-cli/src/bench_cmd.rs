@@ -216,16 +216,8 @@ fn bench_tokenizer(
 /// The preset `name` (quick, paper, or a TOML path) with what the benchmark needs: fake data,
 /// the GAN and adaptive weight active from the first step, λ_o = `ortho`, a fixed lr.
 fn tokenizer_bench_config(name: &str, ortho: f64) -> Result<tessera_train::tokenizer::TokenizerRunConfig> {
-    let root = std::env::var("TESSERA_ROOT").unwrap_or_else(|_| ".".into());
-    let path = match name {
-        "quick" => Path::new(&root).join("configs/mnist64-te-quick.toml"),
-        "paper" => Path::new(&root).join("configs/mnist64-te.toml"),
-        file => file.into(),
-    };
     let mut cfg: tessera_train::tokenizer::TokenizerRunConfig =
-        tessera_core::config::ConfigSource::new(Some(path.clone()), vec![])
-            .load()
-            .with_context(|| format!("bench config `{name}` ({})", path.display()))?;
+        load_preset(name, &[("quick", "mnist64-te-quick.toml"), ("paper", "mnist64-te.toml")])?;
     cfg.data.source = tessera_data::SourceKind::Fake;
     cfg.data.fake_len = 8;
     cfg.quantizer.ortho.weight = ortho;
@@ -404,16 +396,37 @@ fn tokenizer_step_time(
     let b = tessera_data::Batch { images: x, captions: vec![], indices: vec![] };
     let mut times = Vec::new();
     for i in 0..=reps {
-        let t = Instant::now();
-        task.train_step(std::slice::from_ref(&b), 1 + i as i64)?;
-        if device.is_cuda() {
-            tch::Cuda::synchronize(0);
-        }
+        let t = timed(device, || Ok(task.train_step(std::slice::from_ref(&b), 1 + i as i64).map(drop)?))?;
         if i > 0 {
-            times.push(t.elapsed().as_secs_f64());
+            times.push(t);
         }
     }
     Ok(median(times))
+}
+
+/// A benchmark's config: a preset's short name (`(name, file in configs/)`) or a TOML path.
+pub(crate) fn load_preset<T: serde::de::DeserializeOwned + tessera_core::Validate>(
+    name: &str,
+    presets: &[(&str, &str)],
+) -> Result<T> {
+    let root = std::env::var("TESSERA_ROOT").unwrap_or_else(|_| ".".into());
+    let path = match presets.iter().find(|(short, _)| *short == name) {
+        Some((_, file)) => Path::new(&root).join("configs").join(file),
+        None => name.into(),
+    };
+    tessera_core::config::ConfigSource::new(Some(path.clone()), vec![])
+        .load()
+        .with_context(|| format!("bench config `{name}` ({})", path.display()))
+}
+
+/// Seconds `work` takes, waiting for the GPU when there is one.
+pub(crate) fn timed(device: Device, work: impl FnOnce() -> Result<()>) -> Result<f64> {
+    let t = Instant::now();
+    work()?;
+    if device.is_cuda() {
+        tch::Cuda::synchronize(0);
+    }
+    Ok(t.elapsed().as_secs_f64())
 }
 
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {

@@ -7,7 +7,6 @@
 //! (`((every − 1)·plain + with_r1) / every`), which is what training costs per step.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use tch::{Device, Kind, Tensor};
@@ -86,14 +85,7 @@ pub fn run(o: &VitBench, device: Device) -> Result<()> {
 /// The preset with what the benchmark needs: the GAN from the first step, no perceptual term
 /// (upstream's needs ImageNet VGG16 weights).
 fn bench_config(name: &str) -> Result<VitRunConfig> {
-    let root = std::env::var("TESSERA_ROOT").unwrap_or_else(|_| ".".into());
-    let path = match name {
-        "quick" => Path::new(&root).join("configs/mnist64-vit-quick.toml"),
-        file => file.into(),
-    };
-    let mut cfg: VitRunConfig = tessera_core::config::ConfigSource::new(Some(path.clone()), vec![])
-        .load()
-        .with_context(|| format!("bench config `{name}` ({})", path.display()))?;
+    let mut cfg: VitRunConfig = crate::bench_cmd::load_preset(name, &[("quick", "mnist64-vit-quick.toml")])?;
     cfg.loss.disc_start = 0;
     cfg.loss.perceptual_weight = 0.0;
     Ok(cfg)
@@ -107,14 +99,7 @@ fn tessera_times(cfg: VitRunConfig, batch: i64, reps: usize, device: Device) -> 
     tch::manual_seed(0);
     let x = Tensor::rand([batch, 3, side, side], (Kind::Float, device)) * 2.0 - 1.0;
     let b = [tessera_data::Batch { images: x, captions: vec![], indices: vec![] }];
-    let mut time = |step: i64| -> Result<f64> {
-        let t0 = Instant::now();
-        t.step(&b, step, 1e-4)?;
-        if device.is_cuda() {
-            tch::Cuda::synchronize(0);
-        }
-        Ok(t0.elapsed().as_secs_f64())
-    };
+    let mut time = |step: i64| crate::bench_cmd::timed(device, || Ok(t.step(&b, step, 1e-4).map(drop)?));
     time(1)?;
     let plain: Vec<f64> = (0..reps).map(|i| time(2 + i as i64)).collect::<Result<_>>()?;
     let r1: Vec<f64> = (0..reps).map(|i| time(every * (1 + i as i64))).collect::<Result<_>>()?;

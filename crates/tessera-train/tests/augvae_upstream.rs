@@ -28,15 +28,7 @@ fn config() -> AugVaeRunConfig {
     let mut c = AugVaeRunConfig::default();
     c.data.source = SourceKind::Fake;
     c.data.image_size = 32;
-    c.model = AugVaeConfig {
-        hidden_dim: 8,
-        ch_mult: vec![1, 2],
-        num_res_blocks: 1,
-        levels: vec![16, 8, 4],
-        resolution: 32,
-        z_channels: 16,
-        ..AugVaeConfig::default()
-    };
+    c.model = AugVaeConfig::reference_fixture();
     c.quantizer = lverse_quantizer(32, 8);
     c.loss.loss_type = RecLoss::Mse;
     c.optim.learning_rate = 1e-3;
