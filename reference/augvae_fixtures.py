@@ -74,6 +74,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import upstream  # noqa: E402
 from safetensors_io import save  # noqa: E402
+from upstream import _module  # noqa: E402
 from upstream_vqgan_fixtures import argmin_inputs, quiet  # noqa: E402
 
 LV = "l-verse"
@@ -96,12 +97,6 @@ ARGS = dict(resolution=32, num_tokens=32, attn_resolutions=[16, 8, 4], hidden_di
 SL_KEEP = [8]
 GRADS = ["pre_quants.0.weight", "pre_quants.1.bias", "post_quants.2.bias", "encoders.0.conv_in.weight",
          "decoders.0.conv_in.weight", "decoders.2.conv_out.bias"]
-
-
-def _module(name, **attrs):
-    m = types.ModuleType(name)
-    m.__dict__.update(attrs)
-    return m
 
 
 class LightningStub(torch.nn.Module):

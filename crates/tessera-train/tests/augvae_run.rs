@@ -10,7 +10,7 @@ use tessera_models::tokenizer::{CodeLayout, ImageTokenizer};
 use tessera_train::augvae::{self, AugVaeRunConfig};
 
 mod common;
-use common::{final_state, train_losses, TORCH_RNG};
+use common::{assert_same_state, final_state, train_losses, TORCH_RNG};
 
 fn tiny(max_steps: i64, sl: Option<&Path>) -> AugVaeRunConfig {
     let text = format!(
@@ -72,11 +72,7 @@ fn resumed_ml_run_equals_uninterrupted_run_and_the_plateau_cuts_the_rate() {
     augvae::train(tiny(6, None), Device::Cpu, root, a.path(), false).unwrap();
     augvae::train(tiny(3, None), Device::Cpu, root, b.path(), false).unwrap();
     augvae::train(tiny(6, None), Device::Cpu, root, b.path(), true).unwrap();
-    let (sa, sb) = (final_state(a.path()), final_state(b.path()));
-    assert_eq!(sa.len(), sb.len());
-    for (k, t) in &sa {
-        assert!(t.equal(&sb[k]), "{k} differs after resume");
-    }
+    assert_same_state(a.path(), b.path(), "resume");
     assert_eq!(train_losses(a.path()), train_losses(b.path()));
     // patience 0 and threshold 0.9: a check that is not 90 % below the best halves the rate.
     let lrs: Vec<f64> = std::fs::read_to_string(a.path().join("metrics.jsonl"))

@@ -23,6 +23,15 @@ pub fn final_state(dir: &Path) -> HashMap<String, Tensor> {
     checkpoint::load::<Meta>(&dir.join("checkpoints/last.safetensors")).unwrap().tensors
 }
 
+/// Two runs' last checkpoints hold the same tensors, bit for bit (`why` names the break).
+pub fn assert_same_state(a: &Path, b: &Path, why: &str) {
+    let (sa, sb) = (final_state(a), final_state(b));
+    assert_eq!(sa.len(), sb.len());
+    for (k, t) in &sa {
+        assert!(t.equal(&sb[k]), "{k} differs after {why}");
+    }
+}
+
 /// A run's logged training records as JSON text, without what legitimately differs after a
 /// resume: timing, and the sliding usage window (in-memory statistics that restart).
 pub fn train_losses(dir: &Path) -> Vec<String> {
