@@ -114,7 +114,7 @@ impl Geometry {
     /// earlier grid always (several grids: the sparse patterns are per grid).
     fn image_pair_allowed(&self, kind: AttnType, i: usize, j: usize) -> bool {
         let (gi, ri, ci) = self.locate(i);
-        let (gj, rj, cj) = self.locate(j.min(i));
+        let (gj, rj, cj) = self.locate(j);
         let half = self.kernel / 2;
         j <= i
             && (gi != gj
