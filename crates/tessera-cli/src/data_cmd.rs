@@ -170,7 +170,12 @@ fn tokenizer(cfg: &DataConfig, root: &Path, out: &Path, vocab_size: usize, limit
     if corpus.is_empty() {
         bail!("{} has no captions to train a tokenizer on", ds.describe());
     }
-    let tk = TextTokenizer::train(corpus.iter(), vocab_size)?;
+    // Free-text captions get word-piece marks, as a generator run trains them (`[text] mark_subwords`).
+    let tk = if cfg.source.has_free_text() {
+        TextTokenizer::train_marked(corpus.iter(), vocab_size)?
+    } else {
+        TextTokenizer::train(corpus.iter(), vocab_size)?
+    };
     tk.save(out)?;
     println!("{}", out.display());
     tracing::info!(

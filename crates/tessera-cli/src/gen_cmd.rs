@@ -157,13 +157,7 @@ pub fn eval(args: &EvalGeneratorArgs, g: &GlobalArgs, device: Device) -> Result<
     let seed = task.config.eval.seed;
     let out = args.out.clone().unwrap_or_else(|| args.run.join("evals").join(format!("seed{seed}-n{n}")));
     let protected = [args.run.clone(), args.run.join("eval"), args.run.join("checkpoints")];
-    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    if protected.iter().any(|p| canon(p) == canon(&out)) {
-        bail!(
-            "--out {} would overwrite the run's own results; pick another folder (default: RUN/evals/...)",
-            out.display()
-        );
-    }
+    refuse_run_folders(&args.run, &out, &protected)?;
     let splits = if args.splits.is_empty() { task.config.eval.splits.clone() } else { args.splits.clone() };
     let mut results = serde_json::Map::new();
     for split in splits {
@@ -176,6 +170,67 @@ pub fn eval(args: &EvalGeneratorArgs, g: &GlobalArgs, device: Device) -> Result<
     std::fs::create_dir_all(&out)?;
     tessera_core::fsutil::write_atomic(&out.join("eval_generator.json"), json.as_bytes())?;
     println!("{json}\nwritten to {}", out.display());
+    Ok(())
+}
+
+/// Refuse an output folder that is one of the run's own (`protected`).
+fn refuse_run_folders(run: &Path, out: &Path, protected: &[PathBuf]) -> Result<()> {
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    if protected.iter().any(|p| canon(p) == canon(out)) {
+        bail!(
+            "--out {} would overwrite the results of run {}; pick another folder",
+            out.display(),
+            run.display()
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct EvalCaptionsArgs {
+    pub run: PathBuf,
+    /// Validation images shown, each with its captions and images drawn from its caption.
+    #[arg(long, default_value_t = 8)]
+    pub images: usize,
+    /// Sampled captions per image (besides the most likely one).
+    #[arg(long, default_value_t = 3)]
+    pub captions: usize,
+    /// Sampled images per caption.
+    #[arg(long, default_value_t = 4)]
+    pub samples: usize,
+    /// Validation images whose most likely caption is compared with their own (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub match_images: usize,
+    /// Seed of the sampled captions and images.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output folder (default: RUN/caption-report).
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+}
+
+pub fn eval_captions(args: &EvalCaptionsArgs, g: &GlobalArgs, device: Device) -> Result<()> {
+    use tessera_train::caption_report::{write_report, CaptionReportOptions};
+    let out = args.out.clone().unwrap_or_else(|| args.run.join("caption-report"));
+    let protected = [args.run.clone(), args.run.join("checkpoints"), args.run.join("plots")];
+    refuse_run_folders(&args.run, &out, &protected)?;
+    let opts = CaptionReportOptions {
+        images: args.images,
+        captions_per_image: args.captions,
+        images_per_caption: args.samples,
+        match_images: args.match_images,
+        seed: args.seed,
+    };
+    let mut task = open(&args.run, g, device)?;
+    let report = write_report(&mut task, &args.run, &g.data_root(), &out, &opts)?;
+    println!(
+        "validation I2T caption loss {:.3}, T2I image loss {:.3}, greedy caption is the image's own {:.1} % of {}; report: {}",
+        report.losses.get("loss/i2t_text").copied().unwrap_or(f64::NAN),
+        report.losses.get("loss/t2i_image").copied().unwrap_or(f64::NAN),
+        100.0 * report.greedy_match,
+        report.match_images,
+        out.join("report.html").display()
+    );
     Ok(())
 }
 

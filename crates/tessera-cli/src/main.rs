@@ -144,6 +144,10 @@ enum EvalCommand {
     },
     /// T2I and I2T accuracy of a generator run per bucket (spec §9.1), as JSON.
     Generator(gen_cmd::EvalGeneratorArgs),
+    /// A generator run on free-text captions (Tux Paint, a caption folder): an HTML report with
+    /// the tokenizer's reconstruction, the validation losses, captions sampled for validation
+    /// images and images sampled for their captions.
+    Captions(gen_cmd::EvalCaptionsArgs),
     /// VIM on a Fashion-MNIST class-conditional generator: per-class samples scored by the
     /// Fashion-MNIST classifier, and linear probes of VIM features, codes and pixels.
     Vim(gen_cmd::EvalVimArgs),
@@ -172,6 +176,7 @@ fn main() {
                 train_cmd::eval(&run, batches, shift.as_deref(), shift_images, &cli.global, device)
             }
             Command::Eval(EvalCommand::Generator(args)) => gen_cmd::eval(&args, &cli.global, device),
+            Command::Eval(EvalCommand::Captions(args)) => gen_cmd::eval_captions(&args, &cli.global, device),
             Command::Eval(EvalCommand::Vim(args)) => gen_cmd::eval_vim(&args, &cli.global, device),
             Command::Study(cmd) => study_cmd::run(cmd, &cli.global, device),
             Command::Generate(cmd) => gen_cmd::generate(cmd, &cli.global, device),

@@ -41,6 +41,14 @@ pub enum SourceKind {
     Tuxpaint,
 }
 
+impl SourceKind {
+    /// Whether the captions are free text (a sentence per image), not a small fixed vocabulary:
+    /// their caption tokenizer marks word pieces ([`crate::TextTokenizer::train_marked`]).
+    pub fn has_free_text(self) -> bool {
+        matches!(self, Self::CaptionFolder | Self::Tuxpaint)
+    }
+}
+
 /// The `[data]` section.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use tokenizers::decoders::DecoderWrapper;
+use tokenizers::decoders::{wordpiece::WordPiece, DecoderWrapper};
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::models::{ModelWrapper, TrainerWrapper};
 use tokenizers::normalizers::{utils::Lowercase, NormalizerWrapper};
@@ -25,6 +25,8 @@ pub const SEP: i64 = 2;
 pub const UNK: i64 = 3;
 pub const MASK: i64 = 4;
 pub const SPECIAL_TOKENS: [&str; 5] = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"];
+/// The mark of a piece that continues a word ([`TextTokenizer::train_marked`]).
+pub const SUBWORD_PREFIX: &str = "##";
 
 fn tk_err(e: impl std::fmt::Display) -> DataError {
     DataError::Tokenizer(e.to_string())
@@ -48,14 +50,42 @@ pub struct TextTokenizer {
 }
 
 impl TextTokenizer {
-    /// Train on `corpus` (one caption per item) up to `vocab_size` tokens (fewer if the merges run
-    /// out: the 17-word MNIST64x64 vocabulary ends near 78 tokens as in Bi-DALL-E).
+    /// Train Bi-DALL-E's tokenizer on `corpus` (one caption per item) up to `vocab_size` tokens
+    /// (fewer if the merges run out: the 17-word MNIST64x64 vocabulary ends near 78 tokens as in
+    /// Bi-DALL-E). Its pieces carry no word boundary, so a word the vocabulary splits decodes with
+    /// spaces inside ("black bird"); MNIST64x64's words are all whole tokens.
     pub fn train<I, S>(corpus: I, vocab_size: usize) -> Result<Self>
     where
         I: Iterator<Item = S> + Send,
         S: AsRef<str> + Send,
     {
-        let model = BPE::builder().unk_token("[UNK]".into()).build().map_err(tk_err)?;
+        Self::train_bpe(corpus, vocab_size, false)
+    }
+
+    /// As [`Self::train`], but pieces that continue a word are marked `##` (WordPiece's
+    /// convention) and decoded by joining them to the word they continue: free-text captions
+    /// ("A blackbird.") come back as words ("a blackbird."), not pieces ("a black bir d.").
+    pub fn train_marked<I, S>(corpus: I, vocab_size: usize) -> Result<Self>
+    where
+        I: Iterator<Item = S> + Send,
+        S: AsRef<str> + Send,
+    {
+        Self::train_bpe(corpus, vocab_size, true)
+    }
+
+    fn train_bpe<I, S>(corpus: I, vocab_size: usize, mark_subwords: bool) -> Result<Self>
+    where
+        I: Iterator<Item = S> + Send,
+        S: AsRef<str> + Send,
+    {
+        let mut model = BPE::builder().unk_token("[UNK]".into());
+        let decoder: Option<DecoderWrapper> = if mark_subwords {
+            model = model.continuing_subword_prefix(SUBWORD_PREFIX.into());
+            Some(WordPiece::new(SUBWORD_PREFIX.into(), true).into())
+        } else {
+            None
+        };
+        let model = model.build().map_err(tk_err)?;
         let mut tk: TokenizerImpl<
             ModelWrapper,
             NormalizerWrapper,
@@ -69,17 +99,19 @@ impl TextTokenizer {
             .with_post_processor(Some(
                 BertProcessing::new(("[SEP]".into(), SEP as u32), ("[CLS]".into(), CLS as u32)).into(),
             ))
-            .with_decoder(None)
+            .with_decoder(decoder)
             .build()
             .map_err(tk_err)?;
         let specials: Vec<AddedToken> = SPECIAL_TOKENS.iter().map(|t| AddedToken::from(*t, true)).collect();
-        let mut trainer: TrainerWrapper = BpeTrainerBuilder::new()
+        let mut trainer = BpeTrainerBuilder::new()
             .vocab_size(vocab_size)
             .min_frequency(0)
             .show_progress(false)
-            .special_tokens(specials)
-            .build()
-            .into();
+            .special_tokens(specials);
+        if mark_subwords {
+            trainer = trainer.continuing_subword_prefix(SUBWORD_PREFIX.into());
+        }
+        let mut trainer: TrainerWrapper = trainer.build().into();
         tk.train(&mut trainer, corpus).map_err(tk_err)?;
         let inner = Tokenizer::from(tk);
         Self::check_specials(&inner)?;
@@ -138,8 +170,8 @@ impl TextTokenizer {
             .filter(|&&i| i >= SPECIAL_TOKENS.len() as i64 && i < self.vocab_size() as i64)
             .map(|&i| i as u32)
             .collect();
-        // Without a decoder the pieces are joined by spaces; the Whitespace pre-tokenizer split
-        // punctuation off, so glue it back.
+        // Without a decoder (Bi-DALL-E's) the pieces are joined by spaces; the Whitespace
+        // pre-tokenizer split punctuation off, so glue it back.
         let text = self.inner.decode(&body, true).map_err(tk_err)?;
         Ok(text.replace(" ,", ",").replace(" .", "."))
     }
@@ -189,6 +221,30 @@ mod tests {
         assert_eq!(tk.unknown_words("The purple 3 on the LEFT"), vec!["purple"]);
         // 'x' never occurs in the corpus: it becomes [UNK].
         assert!(tk.encode("x", 4).unwrap().ids.contains(&UNK));
+    }
+
+    #[test]
+    fn marked_pieces_decode_to_whole_words_and_unmarked_ones_do_not() {
+        let corpus = ["a blackbird.", "a black cat.", "a bird on a bird table."];
+        // A vocabulary too small to hold "blackbird" whole: it is split into pieces.
+        let marked = TextTokenizer::train_marked(corpus.iter(), 40).unwrap();
+        let e = marked.encode("A blackbird.", 16).unwrap();
+        assert!(e.ids.len() > 5, "blackbird should be split at this vocabulary size");
+        assert_eq!(marked.decode(&e.ids).unwrap(), "a blackbird.");
+        assert_eq!(marked.unknown_words("a black blackbird"), vec!["blackbird"]);
+        // Bi-DALL-E's tokenizer has no word boundaries: the same split decodes with spaces inside.
+        let plain = TextTokenizer::train(corpus.iter(), 24).unwrap();
+        let e = plain.encode("A blackbird.", 16).unwrap();
+        assert!(e.ids.len() > 5, "blackbird should be split at this vocabulary size");
+        let text = plain.decode(&e.ids).unwrap();
+        assert_ne!(text, "a blackbird.");
+        assert_eq!(text.replace(' ', ""), "ablackbird.");
+        // The mark survives a save and load.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tokenizer.json");
+        marked.save(&p).unwrap();
+        let back = TextTokenizer::load(&p).unwrap();
+        assert_eq!(back.decode(&back.encode("a black bird.", 16).unwrap().ids).unwrap(), "a black bird.");
     }
 
     #[test]

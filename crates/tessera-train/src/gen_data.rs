@@ -112,7 +112,11 @@ pub fn caption_tokenizer(config: &GeneratorRunConfig, root: &Path, dir: &Path) -
             "the training set has no captions to train the text tokenizer".into(),
         ));
     }
-    let t = TextTokenizer::train(corpus.iter(), config.text.vocab_size)?;
+    let t = if config.text.mark_subwords.unwrap_or(config.data.source.has_free_text()) {
+        TextTokenizer::train_marked(corpus.iter(), config.text.vocab_size)?
+    } else {
+        TextTokenizer::train(corpus.iter(), config.text.vocab_size)?
+    };
     t.save(&path)?;
     Ok(t)
 }

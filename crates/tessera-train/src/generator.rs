@@ -199,9 +199,15 @@ impl GeneratorTask {
         Ok(norm)
     }
 
-    /// Validation losses of both directions on the first `eval.loss_images` validation images.
-    fn validation_losses(&mut self) -> Result<Record> {
-        let n = self.config.eval.loss_images.min(self.val_captions.len());
+    /// How many validation images [`Self::validation_losses`] averages over.
+    pub fn validation_loss_images(&self) -> usize {
+        self.config.eval.loss_images.min(self.val_captions.len())
+    }
+
+    /// Validation losses of both directions on the first `eval.loss_images` validation images
+    /// (`loss/{t2i,i2t}` and their targets' `loss/t2i_image`, `loss/i2t_text`).
+    pub fn validation_losses(&mut self) -> Result<Record> {
+        let n = self.validation_loss_images();
         let mut rec = Record::new();
         if n == 0 {
             return Ok(rec);

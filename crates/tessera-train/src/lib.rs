@@ -22,6 +22,7 @@
 
 pub mod article_classifier;
 pub mod augvae;
+pub mod caption_report;
 pub mod checkpoint;
 pub mod classifier;
 pub mod error;

@@ -83,11 +83,15 @@ pub struct TextConfig {
     /// model also learns the unconditional p(image): the null condition of classifier-free
     /// guidance, and the view of an image VIM's linear probe reads. 0 = off (Bi-DALL-E).
     pub drop_caption: f64,
+    /// Mark pieces that continue a word (`##`) so captions decode as words. Unset: marked for
+    /// free-text data (`tuxpaint`, `caption-folder`), Bi-DALL-E's unmarked BPE otherwise
+    /// (MNIST64x64's words are all whole tokens).
+    pub mark_subwords: Option<bool>,
 }
 
 impl Default for TextConfig {
     fn default() -> Self {
-        Self { tokenizer: None, vocab_size: 128, corpus_images: 5000, drop_caption: 0.0 }
+        Self { tokenizer: None, vocab_size: 128, corpus_images: 5000, drop_caption: 0.0, mark_subwords: None }
     }
 }
 

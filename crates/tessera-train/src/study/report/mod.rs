@@ -297,7 +297,7 @@ fn view(res: &StudyResults, out: &Path) -> Result<View> {
 
 /// minijinja's formatter, except that HTML text escapes only `& < > "`: paths in `src` and
 /// `href` stay readable (`seed0/vqgan/...`, not `seed0&#x2f;vqgan`).
-fn escape_html_text(
+pub(crate) fn escape_html_text(
     out: &mut minijinja::Output,
     state: &minijinja::State,
     value: &minijinja::Value,
