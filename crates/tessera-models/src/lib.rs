@@ -6,6 +6,8 @@
 //!   state_dict keys.
 //! - [`augvae`]: L-Verse's AugVAE-ML and -SL (spec §4) as L-Verse builds it; parameter names are
 //!   its state_dict keys.
+//! - [`text_encoder`]: frozen pretrained text encoders (a BERT with Hugging Face's names, for
+//!   all-MiniLM-L6-v2), LG-VQ's text side.
 //! - [`tokenizer`]: the [`tokenizer::ImageTokenizer`] interface every image tokenizer implements.
 //! - [`stylegan_disc`]: the StyleGAN2 discriminator and lazy R1 of ViT-VQGAN (spec §6).
 //! - [`disc`]: the PatchGAN discriminator (spec §1.4).
@@ -18,6 +20,7 @@ pub mod classifier;
 pub mod disc;
 pub mod perceptual;
 pub mod stylegan_disc;
+pub mod text_encoder;
 pub mod tokenizer;
 pub mod vit;
 pub mod vqgan;

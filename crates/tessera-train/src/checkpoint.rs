@@ -91,22 +91,8 @@ pub fn restore_vars(
     tensors: &HashMap<String, Tensor>,
     path: &Path,
 ) -> Result<()> {
-    let mismatch = |reason: String| TrainError::Mismatch { path: path.into(), reason };
-    tch::no_grad(|| {
-        for (name, mut var) in vs.variables() {
-            let key = format!("{prefix}{name}");
-            let src = tensors.get(&key).ok_or_else(|| mismatch(format!("missing tensor `{key}`")))?;
-            if src.size() != var.size() {
-                return Err(mismatch(format!(
-                    "`{key}` has shape {:?}, the model needs {:?}",
-                    src.size(),
-                    var.size()
-                )));
-            }
-            var.copy_(src);
-        }
-        Ok(())
-    })
+    tessera_nn::weights::copy_named(vs, prefix, tensors)
+        .map_err(|reason| TrainError::Mismatch { path: path.into(), reason })
 }
 
 /// Variables of `vs` as named tensors with `prefix`.
