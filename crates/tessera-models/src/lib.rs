@@ -6,6 +6,7 @@
 //!   state_dict keys.
 //! - [`augvae`]: L-Verse's AugVAE-ML and -SL (spec §4) as L-Verse builds it; parameter names are
 //!   its state_dict keys.
+//! - [`lg`]: LG-VQ's language-guided losses (spec §5), attachable to any tokenizer's codes.
 //! - [`text_encoder`]: frozen pretrained text encoders (a BERT with Hugging Face's names, for
 //!   all-MiniLM-L6-v2), LG-VQ's text side.
 //! - [`tokenizer`]: the [`tokenizer::ImageTokenizer`] interface every image tokenizer implements.
@@ -18,6 +19,7 @@ pub mod augvae;
 pub mod biart;
 pub mod classifier;
 pub mod disc;
+pub mod lg;
 pub mod perceptual;
 pub mod stylegan_disc;
 pub mod text_encoder;
