@@ -64,7 +64,7 @@ fn bench_config(name: &str) -> Result<AugVaeRunConfig> {
 fn tessera_time(cfg: AugVaeRunConfig, batch: i64, reps: usize, device: Device) -> Result<f64> {
     let side = cfg.model.resolution;
     let lr = cfg.effective_lr();
-    let mut t = AugVaeTrainer::new(cfg, device)?;
+    let mut t = AugVaeTrainer::new(cfg, device, &tessera_data::fetch::data_root(None))?;
     tch::manual_seed(0);
     let x = Tensor::rand([batch, 3, side, side], (Kind::Float, device)) * 2.0 - 1.0;
     let b = [tessera_data::Batch { images: x, captions: vec![], indices: vec![] }];

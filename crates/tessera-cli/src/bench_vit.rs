@@ -95,7 +95,7 @@ fn bench_config(name: &str) -> Result<VitRunConfig> {
 fn tessera_times(cfg: VitRunConfig, batch: i64, reps: usize, device: Device) -> Result<StepTimes> {
     let every = cfg.loss.r1_every;
     let side = cfg.model.resolution;
-    let mut t = VitTrainer::new(cfg, device)?;
+    let mut t = VitTrainer::new(cfg, device, &tessera_data::fetch::data_root(None))?;
     tch::manual_seed(0);
     let x = Tensor::rand([batch, 3, side, side], (Kind::Float, device)) * 2.0 - 1.0;
     let b = [tessera_data::Batch { images: x, captions: vec![], indices: vec![] }];

@@ -106,6 +106,35 @@ impl ImageTokenizer for VqModel {
     }
 }
 
+/// What an extra training term sees of one batch, whatever the tokenizer.
+pub struct LossInputs<'a> {
+    /// `(B, 3, H, W)` in `[-1, 1]`.
+    pub images: &'a Tensor,
+    /// One caption per image (empty when the data has none).
+    pub captions: &'a [String],
+    /// The tokenizer's reconstruction `(B, 3, H, W)`.
+    pub reconstruction: &'a Tensor,
+    /// The straight-through codes `z + sg(z_q − z)`, `(B, N, C)` with the `N` code positions in
+    /// raster order (AugVAE: its finest quantised level). Gradients through them reach the
+    /// encoder, not the codebook.
+    pub codes: &'a Tensor,
+}
+
+/// One extra term: `L_G += weight · value`; the log shows `loss/<name>` = `value`.
+pub struct ExtraTerm {
+    pub name: String,
+    pub value: Tensor,
+    pub weight: f64,
+}
+
+/// Terms added to a tokenizer's training loss (the hook LG-VQ's losses use). They may own
+/// trainable variables in the tokenizer's `VarStore`, which are then optimised and checkpointed
+/// with it.
+pub trait ExtraLoss {
+    /// The batch's terms; each must keep its graph to what it trains. An error names the input.
+    fn terms(&self, inputs: &LossInputs) -> Result<Vec<ExtraTerm>, String>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,7 +39,7 @@ pub struct AugVaeTask {
 impl AugVaeTask {
     /// Build everything; `root` is the data cache (for validation sets).
     pub fn new(config: AugVaeRunConfig, device: Device, root: &Path) -> Result<Self> {
-        let trainer = AugVaeTrainer::new(config, device)?;
+        let trainer = AugVaeTrainer::new(config, device, root)?;
         let c = &trainer.config;
         // Trans_eq_acc compares one grid's codes; a multi-level model has several.
         let trans_eq = c.eval.trans_eq && c.model.code_levels().len() == 1;

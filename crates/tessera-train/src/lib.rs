@@ -10,6 +10,7 @@
 //!   `tessera_models::vqgan::loss`); [`frozen`] opens a trained
 //!   tokenizer run for inference through the `ImageTokenizer` interface, whatever its kind.
 //! - [`augvae`]: the AugVAE-ML / -SL task (L-Verse, spec §4).
+//! - [`extra_terms`]: extra terms of any tokenizer's loss; [`lg_term`] is LG-VQ's (`[lg]`, spec §5).
 //! - [`perceptual`]: trains Tessera's in-domain perceptual network.
 //! - [`classifier`]: trains the T2I evaluation classifier (spec §3.6); [`article_classifier`]
 //!   the Fashion-MNIST one that scores VIM's class-conditional samples.
@@ -26,10 +27,12 @@ pub mod caption_report;
 pub mod checkpoint;
 pub mod classifier;
 pub mod error;
+pub mod extra_terms;
 pub mod frozen;
 pub mod gen_data;
 pub mod gen_eval;
 pub mod generator;
+pub mod lg_term;
 pub mod metrics;
 pub mod perceptual;
 pub mod plateau;

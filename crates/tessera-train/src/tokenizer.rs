@@ -31,7 +31,8 @@ use tch::nn::VarStore;
 use tch::{Device, Tensor};
 use tessera_data::{Batch, DataLoader, Split};
 use tessera_models::disc::PatchGan;
-use tessera_models::vqgan::loss::{ExtraLoss, VqLpipsLoss};
+use tessera_models::tokenizer::{ExtraLoss, LossInputs};
+use tessera_models::vqgan::loss::VqLpipsLoss;
 use tessera_models::vqgan::VqModel;
 use tessera_nn::ema::WeightEma;
 use tessera_nn::optim::Adam;
@@ -52,6 +53,8 @@ pub struct TokenizerTask {
     /// taming's `VQLPIPSWithDiscriminator`; its variables live in `disc_vs` and `_lpips_vs`.
     pub loss: VqLpipsLoss,
     _lpips_vs: Option<VarStore>,
+    /// Extra terms of `L_G` ([`ExtraLoss`]: LG-VQ's `[lg]`).
+    extra: crate::extra_terms::ExtraTerms,
     opt_ae: Adam,
     opt_d: Adam,
     ema: Option<WeightEma>,
@@ -86,6 +89,19 @@ impl TokenizerTask {
             device,
         )?;
         let loss = VqLpipsLoss::new(config.loss.clone(), disc, lpips);
+        // LG-VQ's heads join the autoencoder's variables (and so its optimiser), as upstream.
+        let mut extra = crate::extra_terms::ExtraTerms::default();
+        if let Some(lg) = &config.lg {
+            let side = config.model.latent_side();
+            let term = crate::lg_term::LgTerm::new(
+                &(vs.root() / "lg"),
+                lg,
+                side * side,
+                config.quantizer.dim,
+                root,
+            )?;
+            extra.push(Box::new(term));
+        }
         let lr = config.learning_rate();
         let opt_ae = Adam::new(trainable(&vs), lr, config.optim.adam.clone());
         let opt_d = Adam::new(trainable(&disc_vs), lr, config.optim.adam.clone());
@@ -109,6 +125,7 @@ impl TokenizerTask {
             disc_vs,
             loss,
             _lpips_vs: lpips_vs,
+            extra,
             opt_ae,
             opt_d,
             ema,
@@ -119,7 +136,7 @@ impl TokenizerTask {
 
     /// Add a term to the generator loss (see [`ExtraLoss`]); LG-VQ's losses join this way.
     pub fn add_loss_term(&mut self, term: Box<dyn ExtraLoss>) {
-        self.loss.add_term(term);
+        self.extra.push(term);
     }
 
     /// Reconstruction of `x` in eval mode (EMA weights if configured), no gradient.
@@ -182,11 +199,19 @@ impl TokenizerTask {
         for batch in batches {
             let x = &batch.images;
             let out = self.model.forward_t(x, true)?;
-            let parts = self.loss.generator(x, &batch.captions, &out, self.model.last_layer(), f);
+            let parts = self.loss.generator(x, &out, self.model.last_layer(), f);
+            let codes = out.quant.quantized.flatten(2, -1).transpose(1, 2);
+            let inputs = LossInputs {
+                images: x,
+                captions: &batch.captions,
+                reconstruction: &out.reconstruction,
+                codes: &codes,
+            };
+            let total = self.extra.add_to(parts.total.shallow_clone(), &inputs, step, log, k)?;
             if let Some(g) = &parts.g {
                 add_mean(log, "loss/g", finite(step, "g_loss", g)?, k);
             }
-            add_mean(log, "loss/total", finite(step, "generator loss", &parts.total)?, k);
+            add_mean(log, "loss/total", finite(step, "generator loss", &total)?, k);
             add_mean(log, "loss/rec", finite(step, "nll", &parts.nll)?, k);
             add_mean(log, "loss/q", out.quant.loss.double_value(&[]), k);
             add_mean(log, "loss/commit", out.quant.losses.commitment.double_value(&[]), k);
@@ -194,12 +219,9 @@ impl TokenizerTask {
             if let Some(p) = &parts.perceptual {
                 add_mean(log, "loss/perceptual", p.double_value(&[]), k);
             }
-            for (name, t) in &parts.extra {
-                add_mean(log, &format!("loss/{name}"), finite(step, name, t)?, k);
-            }
             add_mean(log, "d_weight", parts.d_weight, k);
             add_mean(log, "perplexity", out.quant.perplexity, k);
-            (parts.total / k).backward();
+            (total / k).backward();
             if f > 0.0 && self.config.loss.disc_input == DiscInput::Reuse {
                 fakes.push(out.reconstruction.detach());
             }

@@ -40,7 +40,7 @@ pub struct VitTask {
 impl VitTask {
     /// Build everything; `root` is the data cache (for validation sets).
     pub fn new(config: VitRunConfig, device: Device, root: &Path) -> Result<Self> {
-        let trainer = VitTrainer::new(config, device)?;
+        let trainer = VitTrainer::new(config, device, root)?;
         let c = &trainer.config;
         let (val, translated) = crate::tokenizer_eval::validation_loaders(
             &c.data,

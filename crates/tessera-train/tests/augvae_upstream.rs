@@ -40,7 +40,7 @@ fn config() -> AugVaeRunConfig {
 #[test]
 fn two_training_steps_match_upstream() {
     let f = fixture();
-    let mut t = AugVaeTrainer::new(config(), Device::Cpu).unwrap();
+    let mut t = AugVaeTrainer::new(config(), Device::Cpu, std::path::Path::new("unused")).unwrap();
     let vars = t.vs.variables();
     tch::no_grad(|| {
         for (name, v) in &vars {

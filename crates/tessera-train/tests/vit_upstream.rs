@@ -107,7 +107,7 @@ fn close(a: f64, b: f64, what: &str) {
 #[test]
 fn two_training_steps_match_upstream_with_r1_on_the_first() {
     let f = fixture();
-    let mut t = VitTrainer::new(config(&f), Device::Cpu).unwrap();
+    let mut t = VitTrainer::new(config(&f), Device::Cpu, std::path::Path::new("unused")).unwrap();
     load_init(&t, &f);
     let lr = scalar(&f, "lr");
     for s in 0..2 {

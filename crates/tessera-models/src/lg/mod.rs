@@ -57,6 +57,11 @@ pub struct LgConfig {
     pub mask_ratio: masking::MaskRatio,
     /// The decoder's self-attention padding mask (spec §13.6).
     pub pad_mask: PadMask,
+    /// The frozen text encoder: a Hugging Face BERT folder (`config.json`, `model.safetensors`,
+    /// `tokenizer.json`). Unset: all-MiniLM-L6-v2 from the data cache (`tessera data fetch
+    /// --text-encoder`), the stand-in for CLIP ViT-B/32's text tower, whose weights cannot be
+    /// fetched here.
+    pub encoder: Option<std::path::PathBuf>,
 }
 
 impl Default for LgConfig {
@@ -73,7 +78,37 @@ impl Default for LgConfig {
             label_smoothing: 0.1,
             mask_ratio: masking::MaskRatio::default(),
             pad_mask: PadMask::Keys,
+            encoder: None,
         }
+    }
+}
+
+impl LgConfig {
+    /// Values that make no model, named by their `[lg]` key.
+    pub fn check(&self) -> Result<(), String> {
+        let weights = [
+            ("gsa_weight", self.gsa_weight),
+            ("mtp_weight", self.mtp_weight),
+            ("ras_weight", self.ras_weight),
+        ];
+        for (k, w) in weights {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(format!("lg.{k} = {w}: a weight ≥ 0"));
+            }
+        }
+        if self.layers == 0 || self.heads < 1 || self.text_len < 2 || self.ffn_hidden < 0 {
+            return Err(format!(
+                "lg: layers = {}, heads = {}, text_len = {}, ffn_hidden = {}: need ≥ 1, ≥ 1, ≥ 2, ≥ 0",
+                self.layers, self.heads, self.text_len, self.ffn_hidden
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) || !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(format!(
+                "lg.dropout = {}, lg.label_smoothing = {}: need [0, 1)",
+                self.dropout, self.label_smoothing
+            ));
+        }
+        self.mask_ratio.check()
     }
 }
 

@@ -12,13 +12,13 @@
 //! g     = −mean(D(x̂))
 //! λ     = clamp(‖∇_W L_nll‖ / (‖∇_W g‖ + 1e-4), 0, 1e4)·disc_weight,   W = decoder.conv_out.weight
 //! f     = disc_factor if step ≥ disc_start else 0
-//! L_G   = L_nll + λ·f·g + codebook_weight·(L_vq + L_ortho) + Σ extra terms
+//! L_G   = L_nll + λ·f·g + codebook_weight·(L_vq + L_ortho)
 //! ```
 //! Discriminator (optimizer_idx 1): `L_D = f·½(mean relu(1 − D(x)) + mean relu(1 + D(x̂)))`
 //! (hinge) or `f·½(mean softplus(−D(x)) + mean softplus(D(x̂)))` (vanilla).
 //!
-//! Extra terms ([`ExtraLoss`]) join `L_G` without touching this file: LG-VQ's language-guided
-//! codebook losses are one such term, and any tokenizer's loss can take them the same way.
+//! Extra terms (`tokenizer::ExtraLoss`, LG-VQ's losses) are added by the training task, the same
+//! way for every tokenizer.
 
 use std::path::PathBuf;
 
@@ -138,23 +138,6 @@ impl LossConfig {
     }
 }
 
-/// What an extra loss term sees: the batch's images, their captions (empty when the data has
-/// none) and the tokenizer's forward pass.
-pub struct LossInputs<'a> {
-    /// `(B, 3, H, W)` in `[-1, 1]`.
-    pub images: &'a Tensor,
-    pub captions: &'a [String],
-    pub output: &'a VqOutput,
-}
-
-/// A term added to the generator loss `L_G` (the hook LG-VQ's losses use).
-pub trait ExtraLoss {
-    /// Name in the training log, `loss/<name>`.
-    fn name(&self) -> &str;
-    /// The weighted scalar term; it must keep its graph to the tokenizer's parameters.
-    fn loss(&self, inputs: &LossInputs) -> Tensor;
-}
-
 /// The generator loss and its parts (scalars), for the log.
 pub struct GeneratorLoss {
     /// `L_G`, to back-propagate.
@@ -167,42 +150,26 @@ pub struct GeneratorLoss {
     pub g: Option<Tensor>,
     /// The adaptive weight `λ` (0 while the GAN is off).
     pub d_weight: f64,
-    /// Each extra term by name.
-    pub extra: Vec<(String, Tensor)>,
 }
 
-/// taming's `VQLPIPSWithDiscriminator`: the discriminator, the perceptual distance and the extra
-/// terms. The variables live in the caller's VarStores (the task checkpoints and freezes them).
+/// taming's `VQLPIPSWithDiscriminator`: the discriminator and the perceptual distance. The variables live in the caller's VarStores (the task checkpoints and freezes them).
 pub struct VqLpipsLoss {
     pub config: LossConfig,
     pub disc: PatchGan,
     lpips: Option<Lpips>,
-    extra: Vec<Box<dyn ExtraLoss>>,
 }
 
 impl VqLpipsLoss {
     /// `lpips` is required when `config.perceptual_weight > 0`.
     pub fn new(config: LossConfig, disc: PatchGan, lpips: Option<Lpips>) -> Self {
-        Self { config, disc, lpips, extra: Vec::new() }
-    }
-
-    /// Add a term to `L_G`.
-    pub fn add_term(&mut self, term: Box<dyn ExtraLoss>) {
-        self.extra.push(term);
+        Self { config, disc, lpips }
     }
 
     /// `L_G` of one batch (see the module docs), with the GAN factor `f`.
     ///
     /// # Shapes
     /// `x`, `out.reconstruction`: `(B, 3, H, W)`; `last_layer`: the decoder's last weight.
-    pub fn generator(
-        &self,
-        x: &Tensor,
-        captions: &[String],
-        out: &VqOutput,
-        last_layer: &Tensor,
-        f: f64,
-    ) -> GeneratorLoss {
+    pub fn generator(&self, x: &Tensor, out: &VqOutput, last_layer: &Tensor, f: f64) -> GeneratorLoss {
         let cfg = &self.config;
         let xr = &out.reconstruction;
         let pixel = match cfg.pixel {
@@ -228,12 +195,8 @@ impl VqLpipsLoss {
             Some(t) => &nll + t,
             None => nll.shallow_clone(),
         };
-        let with_codebook = with_gan + &out.quant.loss * cfg.codebook_weight;
-        let inputs = LossInputs { images: x, captions, output: out };
-        let extra: Vec<(String, Tensor)> =
-            self.extra.iter().map(|t| (t.name().to_string(), t.loss(&inputs))).collect();
-        let total = extra.iter().fold(with_codebook, |acc, (_, t)| acc + t);
-        GeneratorLoss { total, nll, perceptual, g, d_weight, extra }
+        let total = with_gan + &out.quant.loss * cfg.codebook_weight;
+        GeneratorLoss { total, nll, perceptual, g, d_weight }
     }
 
     /// `L_D` of one batch before the factor `f` (hinge or vanilla).

@@ -68,6 +68,8 @@ pub struct AugVaeRunConfig {
     pub optim: AugVaeOptimConfig,
     pub train: LoopConfig,
     pub eval: EvalConfig,
+    /// LG-VQ's language-guided losses on the decoded level's codes (spec §5); absent = off.
+    pub lg: Option<tessera_models::lg::LgConfig>,
 }
 
 impl Default for AugVaeRunConfig {
@@ -81,6 +83,7 @@ impl Default for AugVaeRunConfig {
             optim: AugVaeOptimConfig::default(),
             train: LoopConfig::default(),
             eval: EvalConfig { trans_eq: false, ..EvalConfig::default() },
+            lg: None,
         }
     }
 }

@@ -12,6 +12,7 @@ use tch::{Device, Tensor};
 use tessera_data::Batch;
 use tessera_models::augvae::loss::AugVaeLoss;
 use tessera_models::augvae::AugVae;
+use tessera_models::tokenizer::{ImageTokenizer, LossInputs};
 use tessera_nn::optim::Adam;
 
 use super::AugVaeRunConfig;
@@ -28,14 +29,17 @@ pub struct AugVaeTrainer {
     pub model: AugVae,
     pub loss: AugVaeLoss,
     _lpips_vs: Option<VarStore>,
+    /// Extra terms of the loss (LG-VQ's `[lg]`, on the decoded level's codes).
+    extra: crate::extra_terms::ExtraTerms,
     opt: Adam,
     /// The plateau scheduler, and the sum and count of total losses since its last check.
     plateau: Option<(Plateau, f64, f64)>,
 }
 
 impl AugVaeTrainer {
-    /// Build the model (seeded by `train.seed`) and its optimiser.
-    pub fn new(config: AugVaeRunConfig, device: Device) -> Result<Self> {
+    /// Build the model (seeded by `train.seed`) and its optimiser; `root` is the data cache
+    /// (where `[lg]` finds its text encoder).
+    pub fn new(config: AugVaeRunConfig, device: Device, root: &Path) -> Result<Self> {
         config.validate()?;
         tch::manual_seed(config.train.seed as i64);
         let vs = VarStore::new(device);
@@ -45,12 +49,24 @@ impl AugVaeTrainer {
         let files = l.perceptual_weights.iter().chain(&l.perceptual_heads);
         let (lpips_vs, lpips) = perceptual_net(weight, l.perceptual_backbone, false, files, device)?;
         let loss = AugVaeLoss::new(config.loss.clone(), lpips);
+        let mut extra = crate::extra_terms::ExtraTerms::default();
+        if let Some(lg) = &config.lg {
+            let side = model.layout().grids[0].0;
+            let term = crate::lg_term::LgTerm::new(
+                &(vs.root() / "lg"),
+                lg,
+                side * side,
+                config.quantizer.dim,
+                root,
+            )?;
+            extra.push(Box::new(term));
+        }
         // Upstream's AdamW over `get_trainable_params()`: every parameter decays.
         let params = trainable(&vs).into_iter().map(|(n, t, _)| (n, t, true)).collect();
         let lr = config.effective_lr();
         let opt = Adam::new(params, lr, config.optim.adam.clone());
         let plateau = config.optim.plateau.as_ref().map(|_| (Plateau::new(lr), 0.0, 0.0));
-        Ok(AugVaeTrainer { config, vs, model, loss, _lpips_vs: lpips_vs, opt, plateau })
+        Ok(AugVaeTrainer { config, vs, model, loss, _lpips_vs: lpips_vs, extra, opt, plateau })
     }
 
     /// The learning rate of the next step.
@@ -70,14 +86,30 @@ impl AugVaeTrainer {
             let x = &batch.images;
             let out = self.model.forward_t(x, true)?;
             let parts = self.loss.forward(x, &out.reconstruction, &out.loss);
-            add_mean(&mut log, "loss/total", finite(step, "total loss", &parts.total)?, k);
+            let total = if self.extra.is_empty() {
+                parts.total.shallow_clone()
+            } else {
+                // The decoded level: the finest grid of the layout.
+                let side = self.model.layout().grids[0].0;
+                let level =
+                    out.levels.iter().find(|l| l.indices.size()[1] == side).expect("the decoded level");
+                let codes = level.quantized.flatten(2, -1).transpose(1, 2);
+                let inputs = LossInputs {
+                    images: x,
+                    captions: &batch.captions,
+                    reconstruction: &out.reconstruction,
+                    codes: &codes,
+                };
+                self.extra.add_to(parts.total.shallow_clone(), &inputs, step, &mut log, k)?
+            };
+            add_mean(&mut log, "loss/total", finite(step, "total loss", &total)?, k);
             add_mean(&mut log, "loss/rec", parts.rec.double_value(&[]), k);
             add_mean(&mut log, "loss/q", out.loss.double_value(&[]), k);
             if let Some(p) = &parts.perceptual {
                 add_mean(&mut log, "loss/perceptual", p.double_value(&[]), k);
             }
             add_mean(&mut log, "perplexity", out.perplexity(num_codes), k);
-            (parts.total / k).backward();
+            (total / k).backward();
         }
         self.opt.step();
         log.insert("lr".into(), lr);

@@ -76,6 +76,8 @@ pub struct TokenizerRunConfig {
     pub optim: OptimConfig,
     pub train: LoopConfig,
     pub eval: EvalConfig,
+    /// LG-VQ's language-guided losses (spec §5); absent = off.
+    pub lg: Option<tessera_models::lg::LgConfig>,
 }
 
 impl Default for TokenizerRunConfig {
@@ -96,6 +98,7 @@ impl Default for TokenizerRunConfig {
             optim: OptimConfig::default(),
             train: LoopConfig::default(),
             eval: EvalConfig::default(),
+            lg: None,
         }
     }
 }

@@ -139,12 +139,14 @@ fn pixel_loss_is_l1_or_squared_error() {
 struct MeanAbsReconstruction(f64);
 
 impl ExtraLoss for MeanAbsReconstruction {
-    fn name(&self) -> &str {
-        "mean_abs"
-    }
-    fn loss(&self, inputs: &tessera_models::vqgan::loss::LossInputs) -> Tensor {
+    fn terms(
+        &self,
+        inputs: &tessera_models::tokenizer::LossInputs,
+    ) -> std::result::Result<Vec<tessera_models::tokenizer::ExtraTerm>, String> {
         assert_eq!(inputs.captions.len() as i64, inputs.images.size()[0], "one caption slot per image");
-        inputs.output.reconstruction.abs().mean(Kind::Float) * self.0
+        assert_eq!(inputs.codes.size()[0], inputs.images.size()[0], "codes are (B, N, C)");
+        let value = inputs.reconstruction.abs().mean(Kind::Float);
+        Ok(vec![tessera_models::tokenizer::ExtraTerm { name: "mean_abs".into(), value, weight: self.0 }])
     }
 }
 
@@ -167,7 +169,7 @@ fn extra_loss_terms_join_the_generator_loss() {
     assert!(!log_plain.contains_key("loss/mean_abs"));
     let term = log_extra["loss/mean_abs"];
     assert!(term > 0.0);
-    assert!((log_extra["loss/total"] - log_plain["loss/total"] - term).abs() < 1e-5, "{log_extra:?}");
+    assert!((log_extra["loss/total"] - log_plain["loss/total"] - 0.5 * term).abs() < 1e-5, "{log_extra:?}");
     assert_eq!(log_extra["loss/rec"], log_plain["loss/rec"], "the forward pass is the same");
     let moved_apart = checkpoint::vars(&plain.vs, "")
         .iter()

@@ -75,6 +75,8 @@ pub struct VitRunConfig {
     pub optim: VitOptimConfig,
     pub train: LoopConfig,
     pub eval: EvalConfig,
+    /// LG-VQ's language-guided losses (spec §5); absent = off.
+    pub lg: Option<tessera_models::lg::LgConfig>,
 }
 
 impl Default for VitRunConfig {
@@ -88,6 +90,7 @@ impl Default for VitRunConfig {
             optim: VitOptimConfig::default(),
             train: LoopConfig { max_steps: 500_000, ..LoopConfig::default() },
             eval: EvalConfig::default(),
+            lg: None,
         }
     }
 }

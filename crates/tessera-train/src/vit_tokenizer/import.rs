@@ -24,8 +24,13 @@ pub fn import(
     device: Device,
     dir: &Path,
 ) -> Result<ImportReport> {
+    if config.lg.is_some() {
+        return Err(crate::error::TrainError::Invalid(
+            "an imported ViT-VQGAN checkpoint has no LG-VQ heads: import without [lg]".into(),
+        ));
+    }
     let toml = tessera_core::config::to_toml(&config);
-    let trainer = VitTrainer::new(config, device)?;
+    let trainer = VitTrainer::new(config, device, Path::new("."))?;
     let hint = "is [model] (image size, patch size, dims, depths) the one it was trained with?";
     let stores = [(&trainer.vs, false), (&trainer.disc_vs, true)];
     let report = import_vars(&stores, tensors, allow_unused, hint)?;

@@ -18,6 +18,7 @@ use tch::nn::VarStore;
 use tch::{Device, Tensor};
 use tessera_data::Batch;
 use tessera_models::stylegan_disc::StyleDiscriminator;
+use tessera_models::tokenizer::LossInputs;
 use tessera_models::vit::loss::VitLoss;
 use tessera_models::vit::VitVq;
 use tessera_nn::optim::Adam;
@@ -38,6 +39,8 @@ pub struct VitTrainer {
     pub disc_vs: VarStore,
     pub loss: VitLoss,
     _lpips_vs: Option<VarStore>,
+    /// Extra terms of the autoencoder's loss (LG-VQ's `[lg]`).
+    extra: crate::extra_terms::ExtraTerms,
     opt_ae: Adam,
     opt_d: Adam,
 }
@@ -48,8 +51,9 @@ fn all_decay(vs: &VarStore) -> Vec<(String, Tensor, bool)> {
 }
 
 impl VitTrainer {
-    /// Build the models (seeded by `train.seed`) and their optimisers.
-    pub fn new(config: VitRunConfig, device: Device) -> Result<Self> {
+    /// Build the models (seeded by `train.seed`) and their optimisers; `root` is the data cache
+    /// (where `[lg]` finds its text encoder).
+    pub fn new(config: VitRunConfig, device: Device, root: &Path) -> Result<Self> {
         config.validate()?;
         tch::manual_seed(config.train.seed as i64);
         let vs = VarStore::new(device);
@@ -65,10 +69,17 @@ impl VitTrainer {
         let (lpips_vs, lpips) =
             perceptual_net(l.perceptual_weight, l.perceptual_backbone, false, files, device)?;
         let loss = VitLoss::new(config.loss.clone(), disc, lpips);
+        let mut extra = crate::extra_terms::ExtraTerms::default();
+        if let Some(lg) = &config.lg {
+            let n = config.model.resolution / config.model.patch_size;
+            let term =
+                crate::lg_term::LgTerm::new(&(vs.root() / "lg"), lg, n * n, config.quantizer.dim, root)?;
+            extra.push(Box::new(term));
+        }
         let lr = config.optim.learning_rate;
         let opt_ae = Adam::new(all_decay(&vs), lr, config.optim.adam.clone());
         let opt_d = Adam::new(all_decay(&disc_vs), lr, config.optim.adam.clone());
-        Ok(VitTrainer { config, vs, model, disc_vs, loss, _lpips_vs: lpips_vs, opt_ae, opt_d })
+        Ok(VitTrainer { config, vs, model, disc_vs, loss, _lpips_vs: lpips_vs, extra, opt_ae, opt_d })
     }
 
     /// The scheduled learning rate at `step` (warm-up, then the configured decay).
@@ -104,7 +115,14 @@ impl VitTrainer {
             let x = &batch.images;
             let out = self.model.forward_t(x, true)?;
             let parts = self.loss.generator(x, &out.reconstruction, &out.quant.loss, step);
-            add_mean(log, "loss/total", finite(step, "generator loss", &parts.total)?, k);
+            let inputs = LossInputs {
+                images: x,
+                captions: &batch.captions,
+                reconstruction: &out.reconstruction,
+                codes: &out.quant.quantized,
+            };
+            let total = self.extra.add_to(parts.total.shallow_clone(), &inputs, step, log, k)?;
+            add_mean(log, "loss/total", finite(step, "generator loss", &total)?, k);
             add_mean(log, "loss/rec", finite(step, "reconstruction loss", &parts.rec)?, k);
             add_mean(log, "loss/q", out.quant.loss.double_value(&[]), k);
             if let Some(g) = &parts.g {
@@ -114,7 +132,7 @@ impl VitTrainer {
                 add_mean(log, "loss/perceptual", p.double_value(&[]), k);
             }
             add_mean(log, "perplexity", out.quant.perplexity, k);
-            (parts.total / k).backward();
+            (total / k).backward();
         }
         Ok(())
     }

