@@ -1,4 +1,5 @@
-//! `tessera study te-vqgan`: the TE-VQGAN study end to end, resumable, with a report.
+//! `tessera study te-vqgan` and `tessera study lg-vq`: the studies end to end, resumable, with a
+//! report (one pipeline: an LG-VQ study is a pair of arms that differ in `[lg]`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -58,6 +59,31 @@ pub enum StudyCommand {
         #[arg(long, hide = true)]
         only_arm: Option<String>,
     },
+    /// LG-VQ's question on MNIST64x64: one tokenizer trained without and with LG-VQ's losses
+    /// (`[lg]`), everything else equal, each with a BiART generator: T2I and I2T accuracy, PSNR,
+    /// usage, code↔caption retrieval; writes report.html, report.md, results.json. Resumable.
+    LgVq {
+        #[arg(long, value_enum, default_value = "quick")]
+        scale: Scale,
+        /// Study preset (default: configs/study-lg-<scale>.toml).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        #[arg(long, short = 'o', default_value = "runs/lg-study")]
+        out: PathBuf,
+        /// Seeds per arm.
+        #[arg(long, default_value_t = 1)]
+        seeds: usize,
+        /// Override a preset value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Train the two arms one after the other in this process.
+        #[arg(long)]
+        sequential: bool,
+        /// The tokenizer: an arm of the preset (vqgan, te-vqgan, vit-vqgan, augvae-sl), trained
+        /// as `<name>` and `<name>-lg`.
+        #[arg(long, default_value = "vqgan")]
+        tokenizer: String,
+    },
 }
 
 pub fn run(cmd: StudyCommand, g: &GlobalArgs, device: Device) -> Result<()> {
@@ -65,46 +91,67 @@ pub fn run(cmd: StudyCommand, g: &GlobalArgs, device: Device) -> Result<()> {
         StudyCommand::TeVqgan { scale, config, out, seeds, overrides, sequential, arms, only_arm } => {
             let path =
                 config.unwrap_or_else(|| PathBuf::from(format!("configs/study-te-{}.toml", scale.name())));
-            if !path.is_file() {
-                bail!(
-                    "study preset {} not found (run from the repository root, or pass --config)",
-                    path.display()
-                );
-            }
-            let mut cfg: StudyConfig =
-                tessera_core::ConfigSource::new(Some(path.clone()), overrides.clone()).load()?;
-            let t0 = std::time::Instant::now();
-            let root = g.data_root();
-            if let Some(arm) = only_arm {
-                tessera_train::study::run(&cfg, scale.name(), seeds, &out, device, &root, Some(&arm))?;
-                return Ok(());
-            }
-            cfg.select_arms(arms.as_deref())?;
-            if !sequential && device == Device::Cpu && cfg.arms.len() > 1 {
-                tessera_train::study::prepare(&cfg, &out, device, &root)?;
-                let spec = ArmSpawn { scale, preset: &path, out: &out, seeds, overrides: &overrides, g };
-                run_arms_in_parallel(&cfg, &spec)?;
-            }
-            let results = tessera_train::study::run(&cfg, scale.name(), seeds, &out, device, &root, None)
-                .with_context(|| format!("study in {}", out.display()))?;
-            tessera_train::study::report::write(&results, &out)?;
-            let md = std::fs::read_to_string(out.join("report.md"))?;
-            // The comparison table is the first table of the report.
-            let table: Vec<&str> =
-                md.lines().skip_while(|l| !l.starts_with('|')).take_while(|l| l.starts_with('|')).collect();
-            println!("{}", table.join("\n"));
-            println!(
-                "\nthis session: {:.1} min; study wall time {:.1} min (all stages added up: {:.1} min). Report: {} (open in a browser), {}, {}",
-                t0.elapsed().as_secs_f64() / 60.0,
-                results.wall_seconds.unwrap_or(f64::NAN) / 60.0,
-                results.total_seconds / 60.0,
-                out.join("report.html").display(),
-                out.join("report.md").display(),
-                out.join("results.json").display()
-            );
-            Ok(())
+            let s = StudyRun { scale, path, out, seeds, overrides, sequential, arms, only_arm };
+            run_study(s, g, device)
+        }
+        StudyCommand::LgVq { scale, config, out, seeds, overrides, sequential, tokenizer } => {
+            let path =
+                config.unwrap_or_else(|| PathBuf::from(format!("configs/study-lg-{}.toml", scale.name())));
+            let arms = Some(vec![tokenizer.clone(), format!("{tokenizer}-lg")]);
+            let s = StudyRun { scale, path, out, seeds, overrides, sequential, arms, only_arm: None };
+            run_study(s, g, device)
         }
     }
+}
+
+/// One study invocation, whichever the study.
+struct StudyRun {
+    scale: Scale,
+    path: PathBuf,
+    out: PathBuf,
+    seeds: usize,
+    overrides: Vec<String>,
+    sequential: bool,
+    arms: Option<Vec<String>>,
+    only_arm: Option<String>,
+}
+
+fn run_study(r: StudyRun, g: &GlobalArgs, device: Device) -> Result<()> {
+    let StudyRun { scale, path, out, seeds, overrides, sequential, arms, only_arm } = r;
+    if !path.is_file() {
+        bail!("study preset {} not found (run from the repository root, or pass --config)", path.display());
+    }
+    let mut cfg: StudyConfig = tessera_core::ConfigSource::new(Some(path.clone()), overrides.clone()).load()?;
+    let t0 = std::time::Instant::now();
+    let root = g.data_root();
+    if let Some(arm) = only_arm {
+        tessera_train::study::run(&cfg, scale.name(), seeds, &out, device, &root, Some(&arm))?;
+        return Ok(());
+    }
+    cfg.select_arms(arms.as_deref())?;
+    if !sequential && device == Device::Cpu && cfg.arms.len() > 1 {
+        tessera_train::study::prepare(&cfg, &out, device, &root)?;
+        let spec = ArmSpawn { scale, preset: &path, out: &out, seeds, overrides: &overrides, g };
+        run_arms_in_parallel(&cfg, &spec)?;
+    }
+    let results = tessera_train::study::run(&cfg, scale.name(), seeds, &out, device, &root, None)
+        .with_context(|| format!("study in {}", out.display()))?;
+    tessera_train::study::report::write(&results, &out)?;
+    let md = std::fs::read_to_string(out.join("report.md"))?;
+    // The comparison table is the first table of the report.
+    let table: Vec<&str> =
+        md.lines().skip_while(|l| !l.starts_with('|')).take_while(|l| l.starts_with('|')).collect();
+    println!("{}", table.join("\n"));
+    println!(
+        "\nthis session: {:.1} min; study wall time {:.1} min (all stages added up: {:.1} min). Report: {} (open in a browser), {}, {}",
+        t0.elapsed().as_secs_f64() / 60.0,
+        results.wall_seconds.unwrap_or(f64::NAN) / 60.0,
+        results.total_seconds / 60.0,
+        out.join("report.html").display(),
+        out.join("report.md").display(),
+        out.join("results.json").display()
+    );
+    Ok(())
 }
 
 struct ArmSpawn<'a> {

@@ -18,4 +18,5 @@ pub mod generation;
 pub mod image;
 pub mod probe;
 pub mod reconstruction;
+pub mod retrieval;
 pub mod stats;

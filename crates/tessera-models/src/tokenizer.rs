@@ -130,9 +130,11 @@ pub struct ExtraTerm {
 /// Terms added to a tokenizer's training loss (the hook LG-VQ's losses use). They may own
 /// trainable variables in the tokenizer's `VarStore`, which are then optimised and checkpointed
 /// with it.
-pub trait ExtraLoss {
+pub trait ExtraLoss: std::any::Any {
     /// The batch's terms; each must keep its graph to what it trains. An error names the input.
     fn terms(&self, inputs: &LossInputs) -> Result<Vec<ExtraTerm>, String>;
+    /// The term as `Any`, so that evaluation can reach a term's own modules (LG-VQ's heads).
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 #[cfg(test)]

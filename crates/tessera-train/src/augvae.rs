@@ -60,6 +60,21 @@ impl AugVaeTask {
         Ok((out.reconstruction, codes))
     }
 
+    /// Code↔caption retrieval on `n` validation images (the decoded level's codes), when the run
+    /// has `[lg]`.
+    pub fn lg_retrieval(&mut self, root: &Path, n: usize) -> Result<Option<tessera_eval::retrieval::RetrievalScores>> {
+        let t = &mut self.trainer;
+        let Some(lg) = t.extra.find::<crate::lg_term::LgTerm>() else { return Ok(None) };
+        let model = &mut t.model;
+        let side = model.layout().grids[0].0;
+        crate::lg_term::retrieval(lg, &t.config.data, root, n, |x| {
+            let out = model.forward_t(x, false)?;
+            let level = out.levels.iter().find(|l| l.indices.size()[1] == side).expect("the decoded level");
+            Ok(level.quantized.flatten(2, -1).transpose(1, 2))
+        })
+        .map(Some)
+    }
+
     /// Validation metrics ([`crate::tokenizer_eval::evaluate_loaders`]); usage counts every code
     /// of every level.
     pub fn evaluate(&mut self) -> Result<Record> {

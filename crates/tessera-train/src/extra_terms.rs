@@ -21,6 +21,11 @@ impl ExtraTerms {
         self.0.is_empty()
     }
 
+    /// The first term of type `T` (LG-VQ's, for its retrieval evaluation).
+    pub fn find<T: 'static>(&self) -> Option<&T> {
+        self.0.iter().find_map(|t| t.as_any().downcast_ref::<T>())
+    }
+
     /// `total + Σ weight · value` over every term of this batch, logging each value as the mean
     /// over `k` micro-batches.
     pub fn add_to(

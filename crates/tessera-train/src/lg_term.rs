@@ -78,6 +78,21 @@ impl LgTerm {
     fn tensor(&self, v: &[i64], b: usize, l: usize) -> Tensor {
         Tensor::from_slice(v).view([b as i64, l as i64]).to_device(self.device)
     }
+
+    /// The features code↔caption retrieval compares, without gradients: the global image token
+    /// of each image's codes and the encoder's sentence feature of its caption.
+    ///
+    /// # Shapes
+    /// `codes: (B, N, C)` → `(B, D)`, `(B, D)`
+    pub fn retrieval_features(&self, codes: &Tensor, captions: &[String]) -> Result<(Tensor, Tensor)> {
+        let batch = self.tokenizer.encode(captions)?;
+        let (b, l) = (batch.batch, batch.len);
+        let (ids, pad) = (self.tensor(&batch.ids, b, l), self.tensor(&batch.attention, b, l));
+        Ok(tch::no_grad(|| {
+            let image = self.heads.global_token(&codes.transpose(1, 2).unsqueeze(-1));
+            (image, self.encoder.encode(&ids, &pad).sentence)
+        }))
+    }
 }
 
 impl ExtraLoss for LgTerm {
@@ -123,4 +138,34 @@ impl ExtraLoss for LgTerm {
             ExtraTerm { name: "lg_ras".into(), value: l.ras, weight: c.ras_weight },
         ])
     }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// Code↔caption retrieval ([`tessera_eval::retrieval`]) of an LG run on the first `n` validation
+/// images of `data`: `codes` gives a batch's straight-through codes `(B, N, C)` in eval mode.
+pub fn retrieval(
+    lg: &LgTerm,
+    data: &tessera_data::DataConfig,
+    root: &Path,
+    n: usize,
+    mut codes: impl FnMut(&Tensor) -> Result<Tensor>,
+) -> Result<tessera_eval::retrieval::RetrievalScores> {
+    use tessera_data::{DataLoader, LoaderConfig, Split, Subset};
+    let val: std::sync::Arc<dyn tessera_data::Dataset> = std::sync::Arc::new(Subset::new(data.open(Split::Validation, root)?, n));
+    let loader = DataLoader::new(val, LoaderConfig::eval(50), lg.device);
+    let (mut images, mut texts, mut captions) = (Vec::new(), Vec::new(), Vec::new());
+    for b in loader.epoch(0) {
+        let b = b?;
+        let (i, t) = lg.retrieval_features(&tch::no_grad(|| codes(&b.images))?, &b.captions)?;
+        images.push(i);
+        texts.push(t);
+        captions.extend(b.captions);
+    }
+    if captions.is_empty() {
+        return Err(TrainError::Invalid("retrieval: the validation split is empty".into()));
+    }
+    Ok(tessera_eval::retrieval::retrieval(&Tensor::cat(&images, 0), &Tensor::cat(&texts, 0), &captions, 1000, 0))
 }

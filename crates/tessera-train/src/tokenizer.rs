@@ -167,6 +167,23 @@ impl TokenizerTask {
         Ok(out?.indices.view([x.size()[0], -1]))
     }
 
+    /// Code↔caption retrieval on `n` validation images, when the run has `[lg]` (eval mode, EMA
+    /// weights if configured).
+    pub fn lg_retrieval(&mut self, root: &Path, n: usize) -> Result<Option<tessera_eval::retrieval::RetrievalScores>> {
+        let Some(lg) = self.extra.find::<crate::lg_term::LgTerm>() else { return Ok(None) };
+        if let Some(e) = &mut self.ema {
+            e.swap();
+        }
+        let model = &mut self.model;
+        let r = crate::lg_term::retrieval(lg, &self.config.data, root, n, |x| {
+            Ok(model.encode(x, false)?.quantized.flatten(2, -1).transpose(1, 2))
+        });
+        if let Some(e) = &mut self.ema {
+            e.swap();
+        }
+        r.map(Some)
+    }
+
     /// Images in `[-1, 1]` from code indices (eval mode, EMA weights if configured).
     ///
     /// # Shapes

@@ -181,6 +181,14 @@ impl LgHeads {
         }
     }
 
+    /// The global image token `V₀` of each image (the feature `L_gsa` aligns with the caption).
+    ///
+    /// # Shapes
+    /// `quant: (B, C, h, w)` → `(B, D)`
+    pub fn global_token(&self, quant: &Tensor) -> Tensor {
+        self.quant_tf.forward(quant).select(1, 0)
+    }
+
     /// The three losses of a batch (`text_supervise`, `LG_vqgan.py:244-253`). `train` turns the
     /// decoder's dropout on.
     ///

@@ -30,7 +30,7 @@ pub struct AugVaeTrainer {
     pub loss: AugVaeLoss,
     _lpips_vs: Option<VarStore>,
     /// Extra terms of the loss (LG-VQ's `[lg]`, on the decoded level's codes).
-    extra: crate::extra_terms::ExtraTerms,
+    pub(crate) extra: crate::extra_terms::ExtraTerms,
     opt: Adam,
     /// The plateau scheduler, and the sum and count of total losses since its last check.
     plateau: Option<(Plateau, f64, f64)>,

@@ -71,6 +71,9 @@ pub struct Arm {
     /// Whether the arm runs when `--arms` is not given.
     #[serde(default = "yes")]
     pub default: bool,
+    /// LG-VQ's losses on this arm's tokenizer (`[lg]`, spec §5); absent = off.
+    #[serde(default)]
+    pub lg: Option<tessera_models::lg::LgConfig>,
 }
 
 fn yes() -> bool {
@@ -88,6 +91,7 @@ impl Arm {
             stage1: None,
             generator_steps: None,
             default: true,
+            lg: None,
         }
     }
 }
@@ -109,6 +113,8 @@ pub struct StudyConfig {
     pub arms: Vec<Arm>,
     /// Seed of seed index 0; index s uses `seed + s`.
     pub seed: u64,
+    /// Validation images for code↔caption retrieval of arms with `lg`.
+    pub retrieval_images: usize,
 }
 
 impl tessera_core::Validate for StudyConfig {
@@ -117,6 +123,7 @@ impl tessera_core::Validate for StudyConfig {
         c.section("classifier", &self.classifier);
         c.int("tokenizer_val_batches", self.tokenizer_val_batches, 0, 1_000_000, "0 = all");
         c.int("eval_images", self.eval_images, 1, MAX_IMAGES, "per split");
+        c.int("retrieval_images", self.retrieval_images, 1, MAX_IMAGES, "validation images");
         c.int("arms.len()", self.arms.len(), 1, 64, "");
         for (i, arm) in self.arms.iter().enumerate() {
             let safe = !arm.name.is_empty()
@@ -167,6 +174,7 @@ impl Default for StudyConfig {
             splits: vec![Split::Validation, Split::TestUnseen],
             arms: vec![Arm::vqgan("vqgan", 0.0), Arm::vqgan("te-vqgan", 10.0)],
             seed: 23,
+            retrieval_images: 500,
         }
     }
 }
@@ -212,6 +220,9 @@ pub struct RunResult {
     pub seconds: BTreeMap<String, f64>,
     pub tokenizer_config: String,
     pub generator_config: String,
+    /// Code↔caption retrieval of an arm with `lg`.
+    #[serde(default)]
+    pub retrieval: Option<tessera_eval::retrieval::RetrievalScores>,
 }
 
 /// `results.json`.
@@ -361,6 +372,9 @@ pub fn prepare(cfg: &StudyConfig, out: &Path, device: Device, root: &Path) -> Re
     })
 }
 
+/// What evaluating an arm's tokenizer gives: its metrics, and retrieval when it has `lg`.
+type TokenizerEval = (crate::metrics::Record, Option<tessera_eval::retrieval::RetrievalScores>);
+
 /// Train (or resume) the tokenizer of `arm` at `seed` into `tok_dir` and evaluate it.
 fn arm_tokenizer(
     cfg: &StudyConfig,
@@ -370,8 +384,9 @@ fn arm_tokenizer(
     label: &str,
     tok_dir: &Path,
     (device, root): (Device, &Path),
-) -> Result<crate::metrics::Record> {
+) -> Result<TokenizerEval> {
     let resume = tok_dir.join("checkpoints/last.safetensors").exists();
+    let n = cfg.retrieval_images;
     Ok(match arm.kind {
         ArmKind::Vqgan => {
             let mut tcfg = tok_base.clone();
@@ -379,7 +394,9 @@ fn arm_tokenizer(
             tcfg.train.seed = seed;
             tcfg.data.loader.seed = seed;
             tcfg.eval.val_batches = cfg.tokenizer_val_batches;
-            tokenizer::train(tcfg, device, root, tok_dir, resume)?.0.evaluate()?
+            tcfg.lg = arm.lg.clone();
+            let mut task = tokenizer::train(tcfg, device, root, tok_dir, resume)?.0;
+            (task.evaluate()?, task.lg_retrieval(root, n)?)
         }
         ArmKind::VitVqgan => {
             let path = arm.tokenizer.as_deref().unwrap_or(&cfg.tokenizer);
@@ -387,7 +404,9 @@ fn arm_tokenizer(
             vcfg.train.seed = seed;
             vcfg.data.loader.seed = seed;
             vcfg.eval.val_batches = cfg.tokenizer_val_batches;
-            crate::vit_tokenizer::train(vcfg, device, root, tok_dir, resume)?.0.evaluate()?
+            vcfg.lg = arm.lg.clone();
+            let mut task = crate::vit_tokenizer::train(vcfg, device, root, tok_dir, resume)?.0;
+            (task.evaluate()?, task.lg_retrieval(root, n)?)
         }
         ArmKind::AugvaeSl => {
             let ml_dir = tok_dir.with_file_name("tokenizer-ml");
@@ -404,7 +423,9 @@ fn arm_tokenizer(
             })?;
             let mut sl_cfg = seeded(load_toml(arm.tokenizer.as_deref().expect("validated"))?);
             sl_cfg.init_from = Some(ml_dir.clone());
-            crate::augvae::train(sl_cfg, device, root, tok_dir, resume)?.0.evaluate()?
+            sl_cfg.lg = arm.lg.clone();
+            let mut task = crate::augvae::train(sl_cfg, device, root, tok_dir, resume)?.0;
+            (task.evaluate()?, task.lg_retrieval(root, n)?)
         }
     })
 }
@@ -426,7 +447,10 @@ fn run_arm(
     let (tok_dir, gen_dir) = run_dirs(out, s, &arm.name);
     let mut seconds = BTreeMap::new();
     let t = stage(&tok_dir, &format!("{label}: tokenizer"), || {
-        let rec = arm_tokenizer(cfg, tok_base, arm, seed, &label, &tok_dir, (device, root))?;
+        let (rec, retrieval) = arm_tokenizer(cfg, tok_base, arm, seed, &label, &tok_dir, (device, root))?;
+        if let Some(r) = retrieval {
+            write_json(&tok_dir.join("lg_retrieval.json"), &r)?;
+        }
         write_json(&tok_dir.join("eval.json"), &rec)
     })?;
     seconds.insert("tokenizer".into(), t);
@@ -466,6 +490,7 @@ fn run_arm(
         seconds,
         tokenizer_config: std::fs::read_to_string(tok_dir.join("config.toml")).unwrap_or_default(),
         generator_config: std::fs::read_to_string(gen_dir.join("config.toml")).unwrap_or_default(),
+        retrieval: read_json(&tok_dir.join("lg_retrieval.json")).ok(),
     })
 }
 

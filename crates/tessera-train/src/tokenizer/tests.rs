@@ -148,6 +148,9 @@ impl ExtraLoss for MeanAbsReconstruction {
         let value = inputs.reconstruction.abs().mean(Kind::Float);
         Ok(vec![tessera_models::tokenizer::ExtraTerm { name: "mean_abs".into(), value, weight: self.0 }])
     }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 /// An extra term joins `L_G`: it is logged under its name, added to the total, and its gradient

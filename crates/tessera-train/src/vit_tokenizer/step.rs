@@ -40,7 +40,7 @@ pub struct VitTrainer {
     pub loss: VitLoss,
     _lpips_vs: Option<VarStore>,
     /// Extra terms of the autoencoder's loss (LG-VQ's `[lg]`).
-    extra: crate::extra_terms::ExtraTerms,
+    pub(crate) extra: crate::extra_terms::ExtraTerms,
     opt_ae: Adam,
     opt_d: Adam,
 }

@@ -18,7 +18,7 @@ use crate::error::{Result, TrainError};
 use crate::metrics::read_series;
 use crate::plot::{save_line_plot, PlotSpec};
 use crate::study::{run_dirs, StudyResults};
-use tables::{bucket_table, fmt, main_table, verdict, Table, MAIN_ROWS};
+use tables::{bucket_table, fmt, main_table, retrieval_table, verdict, Table, MAIN_ROWS};
 
 const HTML_TEMPLATE: &str = include_str!("report.html.j2");
 const MD_TEMPLATE: &str = include_str!("report.md.j2");
@@ -234,14 +234,42 @@ fn verdicts(res: &StudyResults) -> Vec<String> {
         .collect()
 }
 
+/// "LG-VQ" when an arm has LG-VQ's losses, else "TE-VQGAN".
+fn study_name(res: &StudyResults) -> &'static str {
+    if res.config.arms.iter().any(|a| a.lg.is_some()) {
+        "LG-VQ"
+    } else {
+        "TE-VQGAN"
+    }
+}
+
+/// What the arms differ in, and, for an LG-VQ study, which text encoder.
+fn design(res: &StudyResults) -> String {
+    match res.config.arms.iter().find_map(|a| a.lg.as_ref()) {
+        Some(lg) => format!(
+            "The arms train the same tokenizer with the same seed, data order, initial weights and budget; \
+             only LG-VQ's losses differ (α = {}, β = {}, γ = {}), with the text encoder {}. ",
+            lg.gsa_weight,
+            lg.mtp_weight,
+            lg.ras_weight,
+            lg.encoder.as_ref().map_or_else(
+                || "all-MiniLM-L6-v2 (a substitute for CLIP ViT-B/32's text tower, whose weights cannot be fetched)".to_string(),
+                |d| format!("from {}", d.display())
+            )
+        ),
+        None => "The VQGAN arms use the same seed, data order, initial weights and budget; only λ_o differs \
+                 (a ViT-VQGAN arm has its own tokenizer preset and the same generator, classifier and data). "
+            .into(),
+    }
+}
+
 fn intro(res: &StudyResults) -> String {
     let m = &res.machine;
     format!(
-        "The VQGAN arms use the same seed, data order, initial weights and budget; only λ_o differs \
-         (a ViT-VQGAN arm has its own tokenizer preset and the same generator, classifier and data). \
-         Machine: {} ({} cores, {} torch threads, {} GiB, device {}). {} \
+        "{}Machine: {} ({} cores, {} torch threads, {} GiB, device {}). {} \
          The evaluation classifier is trained by Tessera (held-out accuracy: colour {:.3}, digit {:.3}), \
          not Bi-DALL-E's checkpoint.",
+        design(res),
         m.cpu,
         m.cores,
         m.torch_threads,
@@ -255,16 +283,20 @@ fn intro(res: &StudyResults) -> String {
 
 fn view(res: &StudyResults, out: &Path) -> Result<View> {
     let plural = if res.seeds == 1 { "" } else { "s" };
-    let buckets = res
-        .config
-        .splits
-        .iter()
-        .flat_map(|split| {
+    let retrieval = retrieval_table(res).map(|table| Section {
+        heading: "Code↔caption retrieval (validation; the LG arm's global image token against the text encoder's \
+                  sentence feature; a caption equal to the query's counts as right)"
+            .into(),
+        table,
+    });
+    let buckets = retrieval
+        .into_iter()
+        .chain(res.config.splits.iter().flat_map(|split| {
             [("t2i", "T2I"), ("i2t", "I2T")].map(|(dir, name)| Section {
                 heading: format!("{name} accuracy per bucket, {}", split.name()),
                 table: bucket_table(res, dir, split.name()),
             })
-        })
+        }))
         .collect();
     let configs = res
         .runs
@@ -276,7 +308,7 @@ fn view(res: &StudyResults, out: &Path) -> Result<View> {
         })
         .collect();
     Ok(View {
-        title: format!("TE-VQGAN study on MNIST64x64 ({} scale, {} seed{plural})", res.scale, res.seeds),
+        title: format!("{} study on MNIST64x64 ({} scale, {} seed{plural})", study_name(res), res.scale, res.seeds),
         intro: intro(res),
         note: "Arms: mean ± sd over seeds; with one seed, accuracies carry a 95 % bootstrap interval over the evaluated images. Differences: paired 95 % t-interval over seeds.".into(),
         comparison: main_table(res),

@@ -134,10 +134,13 @@ fn digits(m: f64) -> usize {
 pub fn main_table(res: &StudyResults) -> Table {
     let arms = &res.config.arms;
     let mut head = vec!["metric".to_string()];
-    head.extend(arms.iter().map(|a| match a.kind {
-        crate::study::ArmKind::Vqgan => format!("{} (λ_o = {})", a.name, a.ortho_weight),
-        crate::study::ArmKind::VitVqgan => format!("{} (ViT-VQGAN)", a.name),
-        crate::study::ArmKind::AugvaeSl => format!("{} (AugVAE-SL)", a.name),
+    head.extend(arms.iter().map(|a| {
+        let kind = match a.kind {
+            crate::study::ArmKind::Vqgan => format!("{} (λ_o = {}", a.name, a.ortho_weight),
+            crate::study::ArmKind::VitVqgan => format!("{} (ViT-VQGAN", a.name),
+            crate::study::ArmKind::AugvaeSl => format!("{} (AugVAE-SL", a.name),
+        };
+        format!("{kind}{})", if a.lg.is_some() { ", LG" } else { "" })
     }));
     if arms.len() >= 2 {
         head.push(format!("{} − {} (95 % CI over seeds)", arms[1].name, arms[0].name));
@@ -273,4 +276,30 @@ mod tests {
         assert_eq!(fmt_with(-32.69, 1.5, 3, true), "-32.69 ± 1.50");
         assert_eq!(fmt(0.5, 0.1, 2), "0.5000 ± 0.1000");
     }
+}
+
+/// Code↔caption retrieval per run (arms with `lg`; the others have no global image token):
+/// recall@1 and @5 in both directions with their 95 % bootstrap intervals over queries.
+pub fn retrieval_table(res: &StudyResults) -> Option<Table> {
+    let runs: Vec<&RunResult> = res.runs.iter().filter(|r| r.retrieval.is_some()).collect();
+    let first = runs.first()?.retrieval.as_ref()?;
+    let head = ["arm (seed)", "image→text R@1", "R@5", "text→image R@1", "R@5"].map(String::from).to_vec();
+    let ci = |i: &Interval| format!("{:.3} [{:.3}, {:.3}]", i.mean, i.lo, i.hi);
+    let mut rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            let s = r.retrieval.as_ref().expect("filtered");
+            let (a, b) = (&s.image_to_text, &s.text_to_image);
+            vec![format!("{} ({})", r.arm, r.seed), ci(&a.at1), ci(&a.at5), ci(&b.at1), ci(&b.at5)]
+        })
+        .collect();
+    let chance = first.chance_at1;
+    rows.push(vec![
+        format!("chance ({} images)", first.gallery),
+        format!("{chance:.3}"),
+        format!("≈ {:.3}", (5.0 * chance).min(1.0)),
+        format!("{chance:.3}"),
+        format!("≈ {:.3}", (5.0 * chance).min(1.0)),
+    ]);
+    Some(Table { head, rows })
 }
