@@ -74,6 +74,8 @@ pub enum BenchCommand {
     Vit(crate::bench_vit::VitBench),
     /// One AugVAE-ML training step against L-Verse's own (`--upstream CHECKOUT`).
     Augvae(crate::bench_augvae::AugVaeBench),
+    /// What LG-VQ's losses add to a tokenizer step: the same step without and with `[lg]`.
+    Lg(crate::bench_lg::LgBench),
 }
 
 pub fn run(cmd: BenchCommand, device: Device) -> Result<()> {
@@ -90,6 +92,7 @@ pub fn run(cmd: BenchCommand, device: Device) -> Result<()> {
         }
         BenchCommand::Vit(o) => crate::bench_vit::run(&o, device),
         BenchCommand::Augvae(o) => crate::bench_augvae::run(&o, device),
+        BenchCommand::Lg(o) => crate::bench_lg::run(&o, device, &tessera_data::fetch::data_root(None)),
     }
 }
 

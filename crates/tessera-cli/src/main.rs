@@ -3,6 +3,7 @@
 
 mod bench_augvae;
 mod bench_cmd;
+mod bench_lg;
 mod bench_vit;
 mod data_cmd;
 mod gen_cmd;

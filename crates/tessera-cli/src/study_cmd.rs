@@ -121,7 +121,8 @@ fn run_study(r: StudyRun, g: &GlobalArgs, device: Device) -> Result<()> {
     if !path.is_file() {
         bail!("study preset {} not found (run from the repository root, or pass --config)", path.display());
     }
-    let mut cfg: StudyConfig = tessera_core::ConfigSource::new(Some(path.clone()), overrides.clone()).load()?;
+    let mut cfg: StudyConfig =
+        tessera_core::ConfigSource::new(Some(path.clone()), overrides.clone()).load()?;
     let t0 = std::time::Instant::now();
     let root = g.data_root();
     if let Some(arm) = only_arm {

@@ -47,7 +47,13 @@ fn recall(sim: &Tensor, right: &Tensor, rounds: usize, seed: u64) -> Recall {
 
 /// Retrieval between `images (N, D)` and `texts (N, D)` (pair `i` belongs together), with
 /// `captions` deciding which answers are right.
-pub fn retrieval(images: &Tensor, texts: &Tensor, captions: &[String], rounds: usize, seed: u64) -> RetrievalScores {
+pub fn retrieval(
+    images: &Tensor,
+    texts: &Tensor,
+    captions: &[String],
+    rounds: usize,
+    seed: u64,
+) -> RetrievalScores {
     let n = captions.len();
     assert!(n > 0 && images.size()[0] == n as i64 && texts.size()[0] == n as i64, "one caption per pair");
     let unit = |x: &Tensor| {

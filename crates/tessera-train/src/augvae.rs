@@ -62,7 +62,11 @@ impl AugVaeTask {
 
     /// Code↔caption retrieval on `n` validation images (the decoded level's codes), when the run
     /// has `[lg]`.
-    pub fn lg_retrieval(&mut self, root: &Path, n: usize) -> Result<Option<tessera_eval::retrieval::RetrievalScores>> {
+    pub fn lg_retrieval(
+        &mut self,
+        root: &Path,
+        n: usize,
+    ) -> Result<Option<tessera_eval::retrieval::RetrievalScores>> {
         let t = &mut self.trainer;
         let Some(lg) = t.extra.find::<crate::lg_term::LgTerm>() else { return Ok(None) };
         let model = &mut t.model;

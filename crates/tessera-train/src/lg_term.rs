@@ -154,7 +154,8 @@ pub fn retrieval(
     mut codes: impl FnMut(&Tensor) -> Result<Tensor>,
 ) -> Result<tessera_eval::retrieval::RetrievalScores> {
     use tessera_data::{DataLoader, LoaderConfig, Split, Subset};
-    let val: std::sync::Arc<dyn tessera_data::Dataset> = std::sync::Arc::new(Subset::new(data.open(Split::Validation, root)?, n));
+    let val: std::sync::Arc<dyn tessera_data::Dataset> =
+        std::sync::Arc::new(Subset::new(data.open(Split::Validation, root)?, n));
     let loader = DataLoader::new(val, LoaderConfig::eval(50), lg.device);
     let (mut images, mut texts, mut captions) = (Vec::new(), Vec::new(), Vec::new());
     for b in loader.epoch(0) {
@@ -167,5 +168,11 @@ pub fn retrieval(
     if captions.is_empty() {
         return Err(TrainError::Invalid("retrieval: the validation split is empty".into()));
     }
-    Ok(tessera_eval::retrieval::retrieval(&Tensor::cat(&images, 0), &Tensor::cat(&texts, 0), &captions, 1000, 0))
+    Ok(tessera_eval::retrieval::retrieval(
+        &Tensor::cat(&images, 0),
+        &Tensor::cat(&texts, 0),
+        &captions,
+        1000,
+        0,
+    ))
 }

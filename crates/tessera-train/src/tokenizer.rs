@@ -169,7 +169,11 @@ impl TokenizerTask {
 
     /// Code↔caption retrieval on `n` validation images, when the run has `[lg]` (eval mode, EMA
     /// weights if configured).
-    pub fn lg_retrieval(&mut self, root: &Path, n: usize) -> Result<Option<tessera_eval::retrieval::RetrievalScores>> {
+    pub fn lg_retrieval(
+        &mut self,
+        root: &Path,
+        n: usize,
+    ) -> Result<Option<tessera_eval::retrieval::RetrievalScores>> {
         let Some(lg) = self.extra.find::<crate::lg_term::LgTerm>() else { return Ok(None) };
         if let Some(e) = &mut self.ema {
             e.swap();

@@ -63,11 +63,16 @@ impl VitTask {
     }
 
     /// Code↔caption retrieval on `n` validation images, when the run has `[lg]`.
-    pub fn lg_retrieval(&mut self, root: &Path, n: usize) -> Result<Option<tessera_eval::retrieval::RetrievalScores>> {
+    pub fn lg_retrieval(
+        &mut self,
+        root: &Path,
+        n: usize,
+    ) -> Result<Option<tessera_eval::retrieval::RetrievalScores>> {
         let t = &mut self.trainer;
         let Some(lg) = t.extra.find::<crate::lg_term::LgTerm>() else { return Ok(None) };
         let model = &mut t.model;
-        crate::lg_term::retrieval(lg, &t.config.data, root, n, |x| Ok(model.encode(x, false)?.quantized)).map(Some)
+        crate::lg_term::retrieval(lg, &t.config.data, root, n, |x| Ok(model.encode(x, false)?.quantized))
+            .map(Some)
     }
 
     /// Validation metrics ([`crate::tokenizer_eval::evaluate_loaders`]).

@@ -284,9 +284,10 @@ fn intro(res: &StudyResults) -> String {
 fn view(res: &StudyResults, out: &Path) -> Result<View> {
     let plural = if res.seeds == 1 { "" } else { "s" };
     let retrieval = retrieval_table(res).map(|table| Section {
-        heading: "Code↔caption retrieval (validation; the LG arm's global image token against the text encoder's \
+        heading:
+            "Code↔caption retrieval (validation; the LG arm's global image token against the text encoder's \
                   sentence feature; a caption equal to the query's counts as right)"
-            .into(),
+                .into(),
         table,
     });
     let buckets = retrieval
