@@ -172,6 +172,7 @@ batch_size = 10
         stage1: None,
         generator_steps: Some(3),
         default: false,
+        lg: None,
     });
     cfg.arms.push(Arm {
         name: "aug".into(),
@@ -181,12 +182,17 @@ batch_size = 10
         stage1: Some(aug_ml),
         generator_steps: None,
         default: false,
+        lg: None,
     });
+    // An LG-VQ arm: the VQGAN arm's tokenizer with [lg] (the `tessera study lg-vq` pair).
+    let lg = tessera_models::lg::LgConfig { text_len: 16, ..Default::default() };
+    cfg.arms.push(Arm { name: "vqgan-lg".into(), lg: Some(lg), ..Arm::vqgan("x", 0.0) });
+    cfg.retrieval_images = 12;
     cfg.select_arms(Some(&["all".to_string()])).unwrap();
     let out = d.path().join("study");
     let res = study::run(&cfg, "toy", 1, &out, Device::Cpu, &data_root(), None).unwrap();
     tessera_train::study::report::write(&res, &out).unwrap();
-    assert_eq!(res.runs.len(), 4);
+    assert_eq!(res.runs.len(), 5);
     // The AugVAE-SL arm fine-tuned its own AugVAE-ML run and generates from the 8×8 level.
     assert!(out.join("seed0/aug/tokenizer-ml/checkpoints/last.safetensors").is_file());
     assert!(res.runs[3].tokenizer_config.contains("single_level = 8"));
@@ -203,7 +209,21 @@ batch_size = 10
         assert!(r.tokenizer.contains_key("trans_eq_acc") && r.tokenizer.contains_key("psnr"));
         assert!(r.generator["test-unseen"].t2i["all"].labels >= 4);
     }
+    // Only the LG arm has retrieval, over the images asked for, in [0, 1] with its interval.
+    assert!(res.runs[..4].iter().all(|r| r.retrieval.is_none()));
+    let ret = res.runs[4].retrieval.as_ref().expect("the LG arm's retrieval");
+    assert_eq!(ret.gallery, 12);
+    let r1 = &ret.image_to_text.at1;
+    assert!(0.0 <= r1.lo && r1.lo <= r1.mean && r1.mean <= r1.hi && r1.hi <= 1.0, "{r1:?}");
+    assert!(ret.text_to_image.at5.mean >= ret.text_to_image.at1.mean);
+    assert!(res.runs[4].tokenizer_config.contains("[lg]"));
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("LG-VQ study")
+            && html.contains("Code↔caption retrieval")
+            && html.contains("all-MiniLM-L6-v2")
+    );
+    assert!(html.contains("vqgan-lg (λ_o = 0, LG)"));
     assert!(html.contains("Trans_eq_acc") && html.contains("<img src=\"seed0/vqgan/tokenizer/samples/"));
     assert!(html.contains("seed0/te-vqgan/generator/eval/t2i_validation.png"));
     assert!(html.contains("vit (ViT-VQGAN)"), "the ViT arm has its own column");

@@ -217,6 +217,32 @@ pub fn verdict(res: &StudyResults, key: &str, label: &str) -> Option<String> {
     })
 }
 
+/// Code↔caption retrieval per run (arms with `lg`; the others have no global image token):
+/// recall@1 and @5 in both directions with their 95 % bootstrap intervals over queries.
+pub fn retrieval_table(res: &StudyResults) -> Option<Table> {
+    let runs: Vec<&RunResult> = res.runs.iter().filter(|r| r.retrieval.is_some()).collect();
+    let first = runs.first()?.retrieval.as_ref()?;
+    let head = ["arm (seed)", "image→text R@1", "R@5", "text→image R@1", "R@5"].map(String::from).to_vec();
+    let ci = |i: &Interval| format!("{:.3} [{:.3}, {:.3}]", i.mean, i.lo, i.hi);
+    let mut rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            let s = r.retrieval.as_ref().expect("filtered");
+            let (a, b) = (&s.image_to_text, &s.text_to_image);
+            vec![format!("{} ({})", r.arm, r.seed), ci(&a.at1), ci(&a.at5), ci(&b.at1), ci(&b.at5)]
+        })
+        .collect();
+    let chance = first.chance_at1;
+    rows.push(vec![
+        format!("chance ({} images)", first.gallery),
+        format!("{chance:.3}"),
+        format!("≈ {:.3}", (5.0 * chance).min(1.0)),
+        format!("{chance:.3}"),
+        format!("≈ {:.3}", (5.0 * chance).min(1.0)),
+    ]);
+    Some(Table { head, rows })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,30 +302,4 @@ mod tests {
         assert_eq!(fmt_with(-32.69, 1.5, 3, true), "-32.69 ± 1.50");
         assert_eq!(fmt(0.5, 0.1, 2), "0.5000 ± 0.1000");
     }
-}
-
-/// Code↔caption retrieval per run (arms with `lg`; the others have no global image token):
-/// recall@1 and @5 in both directions with their 95 % bootstrap intervals over queries.
-pub fn retrieval_table(res: &StudyResults) -> Option<Table> {
-    let runs: Vec<&RunResult> = res.runs.iter().filter(|r| r.retrieval.is_some()).collect();
-    let first = runs.first()?.retrieval.as_ref()?;
-    let head = ["arm (seed)", "image→text R@1", "R@5", "text→image R@1", "R@5"].map(String::from).to_vec();
-    let ci = |i: &Interval| format!("{:.3} [{:.3}, {:.3}]", i.mean, i.lo, i.hi);
-    let mut rows: Vec<Vec<String>> = runs
-        .iter()
-        .map(|r| {
-            let s = r.retrieval.as_ref().expect("filtered");
-            let (a, b) = (&s.image_to_text, &s.text_to_image);
-            vec![format!("{} ({})", r.arm, r.seed), ci(&a.at1), ci(&a.at5), ci(&b.at1), ci(&b.at5)]
-        })
-        .collect();
-    let chance = first.chance_at1;
-    rows.push(vec![
-        format!("chance ({} images)", first.gallery),
-        format!("{chance:.3}"),
-        format!("≈ {:.3}", (5.0 * chance).min(1.0)),
-        format!("{chance:.3}"),
-        format!("≈ {:.3}", (5.0 * chance).min(1.0)),
-    ]);
-    Some(Table { head, rows })
 }
