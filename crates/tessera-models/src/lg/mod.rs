@@ -135,10 +135,9 @@ pub struct LgLosses {
     pub ras: Tensor,
     /// `α·L_gsa + β·L_mtp + γ·L_ras`.
     pub total: Tensor,
-    /// `V (B, N + 1, D)`, the decoder's layers' outputs, the MLM logits and `L_ras`'s parts.
+    /// `V (B, N + 1, D)`, the decoder's layers' outputs and `L_ras`'s parts.
     pub vision: Tensor,
     pub decoder: Vec<Tensor>,
-    pub logits: Tensor,
     pub relation: losses::Relation,
 }
 
@@ -181,6 +180,11 @@ impl LgHeads {
         }
     }
 
+    /// The MLM logits of every position of the decoder's output (`(B, T, D)` → `(B, T, V)`).
+    pub fn mlm_logits(&self, decoded: &Tensor, token_embedding: &Tensor) -> Tensor {
+        self.mlm.forward(decoded, token_embedding)
+    }
+
     /// The global image token `V₀` of each image (the feature `L_gsa` aligns with the caption).
     ///
     /// # Shapes
@@ -203,9 +207,15 @@ impl LgHeads {
         let pad = text.pad.to_kind(Kind::Float);
         let masked_in = text.tokens.where_self(&text.keep.unsqueeze(-1).ne(0), &self.mask_param);
         let decoder = self.decoder.forward_all(&(masked_in * pad.unsqueeze(-1)), &vision, &pad, train);
-        let logits = self.mlm.forward(decoder.last().expect("at least one layer"), text.token_embedding);
+        // Only the masked tokens enter L_mtp, so only their logits are computed (upstream computes
+        // all B·T rows of the vocabulary-wide product and weights the others by 0: the same loss
+        // and gradients, at about a quarter of the cost).
         let predicted = text.keep.eq(0).logical_and(&text.pad.ne(0));
-        let (_, mtp) = losses::masked_prediction(&logits, text.ids, &predicted, c.label_smoothing);
+        let rows = predicted.flatten(0, -1).nonzero().squeeze_dim(-1);
+        let h = decoder.last().expect("at least one layer").flatten(0, 1).index_select(0, &rows);
+        let logits = self.mlm.forward(&h.unsqueeze(0), text.token_embedding);
+        let targets = text.ids.flatten(0, -1).index_select(0, &rows).unsqueeze(0);
+        let (_, mtp) = losses::masked_prediction(&logits, &targets, &targets.ones_like(), c.label_smoothing);
         let (b, ch) = (quant.size()[0], quant.size()[1]);
         let projected = self.wrs.forward(&quant.reshape([b, ch, -1]).transpose(1, 2));
         let relation = losses::relationship_alignment(
@@ -215,6 +225,6 @@ impl LgHeads {
             &pad,
         );
         let total = &gsa * c.gsa_weight + &mtp * c.mtp_weight + &relation.loss * c.ras_weight;
-        LgLosses { ras: relation.loss.shallow_clone(), gsa, mtp, total, vision, decoder, logits, relation }
+        LgLosses { ras: relation.loss.shallow_clone(), gsa, mtp, total, vision, decoder, relation }
     }
 }
