@@ -50,13 +50,12 @@ import argparse
 import hashlib
 import json
 import os
-import struct
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from safetensors_io import _DTYPES  # noqa: E402
+from safetensors_io import save  # noqa: E402
 
 MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 MODEL_BYTES = 90_868_376
@@ -78,25 +77,6 @@ def sha256(path: str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def save_with_metadata(tensors: dict, metadata: dict, path: str) -> None:
-    """safetensors_io.save plus a `__metadata__` entry; keys sorted, so the bytes are reproducible (the
-    safetensors package writes metadata in hash-map order)."""
-    header, blobs, offset = {"__metadata__": dict(sorted(metadata.items()))}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().contiguous().cpu()
-        raw = t.flatten().view(torch.uint8).numpy().tobytes()
-        header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
 
 
 def tokenize(tokenizer_json: str):
@@ -195,7 +175,7 @@ def main():
         "pooling": "mean over attention_mask (clamp 1e-9), then l2 normalise (eps 1e-12)",
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    save_with_metadata(tensors, metadata, args.out)
+    save(tensors, args.out, metadata)
     with safe_open(args.out, "pt") as f:  # read back with the safetensors package
         assert f.metadata() == metadata
         for k, v in tensors.items():

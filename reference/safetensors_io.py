@@ -9,8 +9,10 @@ _DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch
            torch.float16: "F16", torch.bfloat16: "BF16", torch.bool: "BOOL"}
 
 
-def save(tensors: dict, path: str) -> None:
-    header, blobs, offset = {}, [], 0
+def save(tensors: dict, path: str, metadata: dict = None) -> None:
+    """Write `tensors` (names sorted) and, if given, a `__metadata__` entry with sorted keys, so that
+    the bytes are reproducible (the safetensors package writes metadata in hash-map order)."""
+    header, blobs, offset = ({"__metadata__": dict(sorted(metadata.items()))} if metadata else {}), [], 0
     for name in sorted(tensors):
         t = tensors[name].detach().contiguous().cpu()
         raw = bytes(t.flatten().view(torch.uint8).tolist()) if t.numel() else b""

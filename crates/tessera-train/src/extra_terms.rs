@@ -13,6 +13,22 @@ use crate::tokenizer::{add_mean, finite};
 pub struct ExtraTerms(Vec<Box<dyn ExtraLoss>>);
 
 impl ExtraTerms {
+    /// A run's terms from its `[lg]` section (none without one): LG-VQ's heads under `p` (the
+    /// tokenizer's `lg` path, so its optimiser and checkpoints hold them) for `codes` positions of
+    /// `code_dim` channels; `root` is the data cache (the text encoder).
+    pub fn from_lg(
+        lg: Option<&tessera_models::lg::LgConfig>,
+        p: &tch::nn::Path,
+        (codes, code_dim): (i64, i64),
+        root: &std::path::Path,
+    ) -> Result<Self> {
+        let mut terms = Self::default();
+        if let Some(lg) = lg {
+            terms.push(Box::new(crate::lg_term::LgTerm::new(p, lg, codes, code_dim, root)?));
+        }
+        Ok(terms)
+    }
+
     pub fn push(&mut self, term: Box<dyn ExtraLoss>) {
         self.0.push(term);
     }

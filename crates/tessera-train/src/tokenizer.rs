@@ -90,18 +90,10 @@ impl TokenizerTask {
         )?;
         let loss = VqLpipsLoss::new(config.loss.clone(), disc, lpips);
         // LG-VQ's heads join the autoencoder's variables (and so its optimiser), as upstream.
-        let mut extra = crate::extra_terms::ExtraTerms::default();
-        if let Some(lg) = &config.lg {
-            let side = config.model.latent_side();
-            let term = crate::lg_term::LgTerm::new(
-                &(vs.root() / "lg"),
-                lg,
-                side * side,
-                config.quantizer.dim,
-                root,
-            )?;
-            extra.push(Box::new(term));
-        }
+        let side = config.model.latent_side();
+        let codes = (side * side, config.quantizer.dim);
+        let extra =
+            crate::extra_terms::ExtraTerms::from_lg(config.lg.as_ref(), &(vs.root() / "lg"), codes, root)?;
         let lr = config.learning_rate();
         let opt_ae = Adam::new(trainable(&vs), lr, config.optim.adam.clone());
         let opt_d = Adam::new(trainable(&disc_vs), lr, config.optim.adam.clone());

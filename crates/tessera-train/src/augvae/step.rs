@@ -49,18 +49,10 @@ impl AugVaeTrainer {
         let files = l.perceptual_weights.iter().chain(&l.perceptual_heads);
         let (lpips_vs, lpips) = perceptual_net(weight, l.perceptual_backbone, false, files, device)?;
         let loss = AugVaeLoss::new(config.loss.clone(), lpips);
-        let mut extra = crate::extra_terms::ExtraTerms::default();
-        if let Some(lg) = &config.lg {
-            let side = model.layout().grids[0].0;
-            let term = crate::lg_term::LgTerm::new(
-                &(vs.root() / "lg"),
-                lg,
-                side * side,
-                config.quantizer.dim,
-                root,
-            )?;
-            extra.push(Box::new(term));
-        }
+        let side = model.layout().grids[0].0;
+        let codes = (side * side, config.quantizer.dim);
+        let extra =
+            crate::extra_terms::ExtraTerms::from_lg(config.lg.as_ref(), &(vs.root() / "lg"), codes, root)?;
         // Upstream's AdamW over `get_trainable_params()`: every parameter decays.
         let params = trainable(&vs).into_iter().map(|(n, t, _)| (n, t, true)).collect();
         let lr = config.effective_lr();

@@ -69,13 +69,10 @@ impl VitTrainer {
         let (lpips_vs, lpips) =
             perceptual_net(l.perceptual_weight, l.perceptual_backbone, false, files, device)?;
         let loss = VitLoss::new(config.loss.clone(), disc, lpips);
-        let mut extra = crate::extra_terms::ExtraTerms::default();
-        if let Some(lg) = &config.lg {
-            let n = config.model.resolution / config.model.patch_size;
-            let term =
-                crate::lg_term::LgTerm::new(&(vs.root() / "lg"), lg, n * n, config.quantizer.dim, root)?;
-            extra.push(Box::new(term));
-        }
+        let n = config.model.resolution / config.model.patch_size;
+        let codes = (n * n, config.quantizer.dim);
+        let extra =
+            crate::extra_terms::ExtraTerms::from_lg(config.lg.as_ref(), &(vs.root() / "lg"), codes, root)?;
         let lr = config.optim.learning_rate;
         let opt_ae = Adam::new(all_decay(&vs), lr, config.optim.adam.clone());
         let opt_d = Adam::new(all_decay(&disc_vs), lr, config.optim.adam.clone());
