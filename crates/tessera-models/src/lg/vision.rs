@@ -41,15 +41,20 @@ impl TorchMha {
     }
 
     /// # Shapes
-    /// `x: (B, N, W)` → `(B, N, W)`
-    pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
+    /// `x: (B, N, W)`, `mask: (N, N)` added to the scores (CLIP's text tower: −∞ above the
+    /// diagonal) → `(B, N, W)`
+    pub(crate) fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Tensor {
         let (b, n, w) = x.size3().expect("(B, N, W)");
         let dh = w / self.heads;
         let qkv = x.linear(&self.in_proj_weight, Some(&self.in_proj_bias));
         let heads = |t: &Tensor| t.view([b, n, self.heads, dh]).transpose(1, 2);
         let parts = qkv.chunk(3, -1);
         let (q, k, v) = (heads(&parts[0]), heads(&parts[1]), heads(&parts[2]));
-        let att = (q.matmul(&k.transpose(-1, -2)) / (dh as f64).sqrt()).softmax(-1, Kind::Float);
+        let mut scores = q.matmul(&k.transpose(-1, -2)) / (dh as f64).sqrt();
+        if let Some(m) = mask {
+            scores += m;
+        }
+        let att = scores.softmax(-1, Kind::Float);
         att.matmul(&v).transpose(1, 2).contiguous().view([b, n, w]).apply(&self.out_proj)
     }
 }
@@ -58,9 +63,9 @@ fn layer_norm(p: nn::Path, w: i64) -> nn::LayerNorm {
     nn::layer_norm(p, vec![w], Default::default())
 }
 
-/// CLIP's `ResidualAttentionBlock`.
+/// CLIP's `ResidualAttentionBlock` (its vision and text transformers).
 #[derive(Debug)]
-struct ResidualBlock {
+pub(crate) struct ResidualBlock {
     attn: TorchMha,
     ln_1: nn::LayerNorm,
     c_fc: nn::Linear,
@@ -69,7 +74,7 @@ struct ResidualBlock {
 }
 
 impl ResidualBlock {
-    fn new(p: nn::Path, width: i64, heads: i64, layers: usize) -> Self {
+    pub(crate) fn new(p: nn::Path, width: i64, heads: i64, layers: usize) -> Self {
         let proj_std = (width as f64).powf(-0.5) * ((2 * layers) as f64).powf(-0.5);
         let fc_std = (2.0 * width as f64).powf(-0.5);
         let linear = |p: nn::Path, i: i64, o: i64, std: f64| {
@@ -88,8 +93,8 @@ impl ResidualBlock {
         }
     }
 
-    fn forward(&self, x: &Tensor) -> Tensor {
-        let x = x + self.attn.forward(&x.apply(&self.ln_1));
+    pub(crate) fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Tensor {
+        let x = x + self.attn.forward(&x.apply(&self.ln_1), mask);
         let h = x.apply(&self.ln_2).apply(&self.c_fc);
         let h = &h * (&h * 1.702).sigmoid();
         &x + h.apply(&self.c_proj)
@@ -134,7 +139,7 @@ impl QuantTransformer {
         let cls = self.class_embedding.view([1, 1, c]).expand([b, 1, c], false);
         let mut x = (Tensor::cat(&[cls, x], 1) + &self.positional_embedding).apply(&self.ln_pre);
         for block in &self.blocks {
-            x = block.forward(&x);
+            x = block.forward(&x, None);
         }
         x.apply(&self.ln_post).matmul(&self.proj)
     }

@@ -9,6 +9,7 @@
 //! Every encoder implements [`TextEncoder`]; reports name the one used ([`TextEncoder::name`]).
 
 pub mod bert;
+pub mod clip;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
