@@ -45,6 +45,11 @@ impl EncoderTokenizer {
         Ok(Self { inner, len })
     }
 
+    /// The tokenizer's vocabulary size (special tokens included): ids are below it.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
     /// The fixed length `L`.
     pub fn len(&self) -> usize {
         self.len

@@ -84,7 +84,7 @@ pub fn open_encoder(config: &LgConfig, root: &Path, device: Device) -> Result<Op
         } else {
             format!("{} from {}", bert.name(), dir.display())
         };
-        return Ok(OpenedEncoder { vs, encoder: Box::new(bert), tokenizer, name });
+        return checked(OpenedEncoder { vs, encoder: Box::new(bert), tokenizer, name }, &tokenizer_file);
     }
     let file: Option<PathBuf> = CLIP_FILES.iter().map(|f| dir.join(f)).find(|p| p.is_file());
     let Some(file) = file else {
@@ -105,5 +105,18 @@ pub fn open_encoder(config: &LgConfig, root: &Path, device: Device) -> Result<Op
         )));
     }
     let name = format!("{} from {}", clip.name(), file.display());
-    Ok(OpenedEncoder { vs, encoder: Box::new(clip), tokenizer, name })
+    checked(OpenedEncoder { vs, encoder: Box::new(clip), tokenizer, name }, &tokenizer_file)
+}
+
+/// Refuse a tokenizer whose ids the encoder has no embedding for.
+fn checked(e: OpenedEncoder, tokenizer_file: &Path) -> Result<OpenedEncoder> {
+    let rows = e.encoder.token_embedding().size()[0] as usize;
+    if e.tokenizer.vocab_size() > rows {
+        return Err(TrainError::Invalid(format!(
+            "{} has {} tokens but the encoder embeds {rows}: the tokenizer is not this encoder's",
+            tokenizer_file.display(),
+            e.tokenizer.vocab_size()
+        )));
+    }
+    Ok(e)
 }
