@@ -134,7 +134,7 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import upstream  # noqa: E402
-from lgvq_fixtures import LG, LG_COMMIT  # noqa: E402  (registers the LG-VQ commit and blob ids)
+from lgvq_fixtures import LG, LG_COMMIT, install_third_party_stubs  # noqa: E402  (registers the LG-VQ commit and blob ids)
 from safetensors_io import load as st_load  # noqa: E402
 from safetensors_io import save as st_save  # noqa: E402
 from upstream import _module  # noqa: E402
@@ -161,25 +161,7 @@ def load_quantize(root):
     root = os.path.abspath(root)
     upstream.check_checkout(root, CVQ)
 
-    class _Unused:
-        def __getattr__(self, name):
-            raise RuntimeError("stubbed module: not used by the CVQ fixture")
-
-    pyg_nn = _module("torch_geometric.nn", GCNConv=_Unused, GATConv=_Unused)
-    pyg_data = _module("torch_geometric.data", Data=_Unused)
-    plt = _module("matplotlib.pyplot")
-    sk_manifold = _module("sklearn.manifold", TSNE=_Unused)
-    sc_io = _module("scipy.io")
-    stubs = {"torch_geometric": _module("torch_geometric", nn=pyg_nn, data=pyg_data),
-             "torch_geometric.nn": pyg_nn, "torch_geometric.data": pyg_data,
-             "matplotlib": _module("matplotlib", pyplot=plt), "matplotlib.pyplot": plt,
-             "sklearn": _module("sklearn", manifold=sk_manifold), "sklearn.manifold": sk_manifold,
-             "scipy": _module("scipy", io=sc_io), "scipy.io": sc_io}
-    for name, mod in stubs.items():
-        if name in sys.modules and sys.modules[name] is not mod:
-            raise SystemExit(f"{name} is already imported; run this script in a fresh interpreter")
-        sys.modules[name] = mod
-    upstream.install_stubs()
+    install_third_party_stubs()
     for k in [k for k in sys.modules if k == "taming" or k.startswith("taming.")]:
         del sys.modules[k]
     sys.dont_write_bytecode = True  # leave the checkout untouched

@@ -117,18 +117,13 @@ TEXT_MASK = [[1, 0, 1, 1, 0, 1, 1, 1],       # 1 = keep, 0 = masked (pads are 0,
 METHODS = ["text_supervise", "maskPrediction", "crossEntropy", "global_infor_sup", "wrsrelation_sup"]
 
 
-def load_lgvq(root):
-    """upstream.load for this repository, but with taming.clip registered without running its __init__.py
-    (which would execute clip.py: CLIP weight loading, tokenizer, scipy/torchvision imports)."""
-    root = os.path.abspath(root)
-    upstream.check_checkout(root, LG)
+def install_third_party_stubs():
+    """Stub the third-party modules LG-VQ's quantize.py (via vis_utils.py) imports but no fixture uses:
+    torch_geometric, matplotlib, sklearn, scipy.io; then upstream.install_stubs()."""
 
     class _Unused:
         def __getattr__(self, name):
             raise RuntimeError("stubbed module: not used by the LG-VQ fixtures")
-
-    def _no_clip(*a, **k):
-        raise RuntimeError("taming.clip.clip is stubbed: no CLIP weights / tokenizer in the fixtures")
 
     pyg_nn = _module("torch_geometric.nn", GCNConv=_Unused, GATConv=_Unused)
     pyg_data = _module("torch_geometric.data", Data=_Unused)
@@ -145,6 +140,18 @@ def load_lgvq(root):
             raise SystemExit(f"{name} is already imported; run this script in a fresh interpreter")
         sys.modules[name] = mod
     upstream.install_stubs()  # pytorch_lightning, main, torchvision, PIL, tqdm, requests
+
+
+def load_lgvq(root):
+    """upstream.load for this repository, but with taming.clip registered without running its __init__.py
+    (which would execute clip.py: CLIP weight loading, tokenizer, scipy/torchvision imports)."""
+    root = os.path.abspath(root)
+    upstream.check_checkout(root, LG)
+
+    def _no_clip(*a, **k):
+        raise RuntimeError("taming.clip.clip is stubbed: no CLIP weights / tokenizer in the fixtures")
+
+    install_third_party_stubs()
 
     for k in [k for k in sys.modules if k == "taming" or k.startswith("taming.")]:
         del sys.modules[k]
