@@ -137,7 +137,6 @@ import upstream  # noqa: E402
 from lgvq_fixtures import LG, LG_COMMIT, install_third_party_stubs  # noqa: E402  (registers the LG-VQ commit and blob ids)
 from safetensors_io import load as st_load  # noqa: E402
 from safetensors_io import save as st_save  # noqa: E402
-from upstream import _module  # noqa: E402
 
 CVQ = "lg-vq-cvq"  # the two LG-VQ files this fixture imports, checked against the same commit
 upstream.COMMITS[CVQ] = LG_COMMIT
