@@ -75,3 +75,28 @@ fn an_encoder_folder_is_checked() {
     let e = open_encoder(&lg(d.path()), &data_root(), Device::Cpu).err().unwrap().to_string();
     assert!(e.contains("30522 tokens but the encoder embeds 40"), "{e}");
 }
+
+/// LG-VQ's own `CLIP.encode_text` (`reference/clip_text_fixtures.py`, LG-VQ@42c3ff1
+/// `taming/clip/model.py`, a small tower with perturbed weights): the state dict is read from the
+/// `.pth` a user would have, and every stage matches.
+#[test]
+fn clip_text_matches_lgvq_encode_text() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tessera-models/tests/fixtures");
+    let f: std::collections::HashMap<String, Tensor> =
+        Tensor::read_safetensors(fixtures.join("clip_text.safetensors")).unwrap().into_iter().collect();
+    let (_vs, clip) =
+        load_clip_text(&fixtures.join("clip_text_state_dict.pth"), Some(2), Device::Cpu).unwrap();
+    assert_eq!((clip.config.width, clip.config.layers, clip.config.embed_dim), (24, 2, 16));
+    let ids = &f["text"];
+    let rel = |a: &Tensor, b: &Tensor| {
+        let scale = b.abs().max().double_value(&[]).max(1.0);
+        (a - b).abs().max().double_value(&[]) / scale
+    };
+    let states = tch::no_grad(|| clip.hidden_states(ids));
+    assert!(rel(&states[0], &f["x_after_embed"]) < 1e-5, "embeddings");
+    assert!(rel(&states[1], &f["x_after_block0"]) < 1e-5, "block 0 (causal mask)");
+    assert!(rel(&states[2], &f["x_after_block1"]) < 1e-5, "block 1");
+    let out = tch::no_grad(|| clip.encode(ids, &ids.ne(0)));
+    assert!(rel(&out.tokens, &f["all_text_features"]) < 1e-5, "all_text_features (ln_final)");
+    assert!(rel(&out.sentence, &f["last_text_feature"]) < 1e-5, "last_text_feature (end token · projection)");
+}
