@@ -140,24 +140,30 @@ fn tokenizer_metrics(task: &mut GeneratorTask, data: &Arc<dyn Dataset>) -> Resul
     Ok(rec.into_iter().collect())
 }
 
-/// Greedy captions of the first `n` validation samples; the fraction that is one of their own.
-fn greedy_match(task: &mut GeneratorTask, samples: &[tessera_data::Sample]) -> Result<f64> {
-    if samples.is_empty() {
-        return Ok(0.0);
+/// Captions for `images`, `k` per image (in image order), generated in batches of
+/// `eval.batch_size` so that any `--images`/`--captions` fits in memory.
+fn captions_for(
+    task: &mut GeneratorTask,
+    images: &[&image::RgbImage],
+    k: usize,
+    cfg: &SampleConfig,
+) -> Result<Vec<String>> {
+    let repeated: Vec<image::RgbImage> =
+        images.iter().flat_map(|img| std::iter::repeat_n((*img).clone(), k)).collect();
+    let mut said = Vec::with_capacity(repeated.len());
+    for chunk in repeated.chunks(task.config.eval.batch_size.max(1)) {
+        said.extend(task.image_to_text(&images_to_tensor(chunk)?, cfg)?);
     }
-    let greedy = SampleConfig { temperature: 0.0, ..task.config.sample.clone() };
-    let bs = task.config.eval.batch_size.max(1);
-    let mut hits = 0usize;
-    for chunk in samples.chunks(bs) {
-        let images: Vec<_> = chunk.iter().map(|s| s.image.clone()).collect();
-        let said = task.image_to_text(&images_to_tensor(&images)?, &greedy)?;
-        hits += chunk
-            .iter()
-            .zip(&said)
-            .filter(|(s, c)| s.captions.iter().any(|t| normalise_caption(t) == normalise_caption(c)))
-            .count();
-    }
-    Ok(hits as f64 / samples.len() as f64)
+    Ok(said)
+}
+
+/// The fraction of `samples` whose caption in `said` is one of their own.
+fn match_fraction(samples: &[tessera_data::Sample], said: &[String]) -> f64 {
+    let own = |s: &tessera_data::Sample, c: &String| {
+        s.captions.iter().any(|t| normalise_caption(t) == normalise_caption(c))
+    };
+    let hits = samples.iter().zip(said).filter(|(s, c)| own(s, c)).count();
+    hits as f64 / samples.len().max(1) as f64
 }
 
 /// Save `img` as `out/name` and return `name`.
@@ -167,32 +173,34 @@ fn save_png(img: &image::RgbImage, out: &Path, name: &str) -> Result<String> {
     Ok(name.to_string())
 }
 
-/// The shown images: the image, its reconstruction, its captions (greedy and sampled).
+/// The shown images: the image, its reconstruction, its captions (`greedy`, one per image, and
+/// sampled ones).
 fn describe_images(
     task: &mut GeneratorTask,
     shown: &[tessera_data::Sample],
+    greedy: &[String],
     opts: &CaptionReportOptions,
     out: &Path,
 ) -> Result<Vec<ImageCaptions>> {
-    let images: Vec<_> = shown.iter().map(|s| s.image.clone()).collect();
-    let x = images_to_tensor(&images)?.to_device(task.device);
-    let recon = {
+    let images: Vec<&image::RgbImage> = shown.iter().map(|s| &s.image).collect();
+    let mut recon = Vec::with_capacity(shown.len());
+    for chunk in shown.chunks(task.config.eval.batch_size.max(1)) {
+        let owned: Vec<_> = chunk.iter().map(|s| s.image.clone()).collect();
+        let x = images_to_tensor(&owned)?.to_device(task.device);
         let codes = task.tokenizer.encode(&x).map_err(|e| TrainError::Invalid(e.to_string()))?;
-        tensor_to_images(&task.tokenizer.decode(&codes))?
-    };
-    let greedy = SampleConfig { temperature: 0.0, ..task.config.sample.clone() };
-    let greedy = task.image_to_text(&x, &greedy)?;
-    let k = opts.captions_per_image as i64;
+        recon.extend(tensor_to_images(&task.tokenizer.decode(&codes))?);
+    }
+    let k = opts.captions_per_image;
     tch::manual_seed(opts.seed as i64);
     let cfg = task.config.sample.clone();
-    let sampled = task.image_to_text(&x.repeat_interleave_self_int(k, Some(0), None), &cfg)?;
+    let sampled = captions_for(task, &images, k, &cfg)?;
     let mut rows = Vec::with_capacity(shown.len());
     for (i, s) in shown.iter().enumerate() {
         rows.push(ImageCaptions {
             index: i,
             truth: s.captions.clone(),
             greedy: greedy[i].clone(),
-            sampled: sampled[i * k as usize..(i + 1) * k as usize].to_vec(),
+            sampled: sampled[i * k..(i + 1) * k].to_vec(),
             image: save_png(&s.image, out, &format!("val_{i:03}.png"))?,
             reconstruction: save_png(&recon[i], out, &format!("val_{i:03}_recon.png"))?,
         });
@@ -208,19 +216,19 @@ fn draw_captions(
     out: &Path,
 ) -> Result<Vec<CaptionImages>> {
     let m = opts.images_per_caption;
-    let bs = task.config.eval.batch_size.max(1).max(m);
+    let per_batch = (task.config.eval.batch_size.max(1) / m).max(1);
     let cfg = task.config.sample.clone();
     tch::manual_seed(opts.seed as i64 + 1);
     let mut rows = Vec::with_capacity(shown.len());
-    for (chunk_no, chunk) in shown.chunks((bs / m).max(1)).enumerate() {
+    for (chunk_no, chunk) in shown.chunks(per_batch).enumerate() {
         let caps: Vec<String> =
-            chunk.iter().flat_map(|s| vec![s.captions.first().cloned().unwrap_or_default(); m]).collect();
-        let drawn = tensor_to_images(&task.text_to_image(&caps, &cfg)?)?;
-        for (j, imgs) in drawn.chunks(m).enumerate() {
-            let i = chunk_no * (bs / m).max(1) + j;
+            chunk.iter().map(|s| s.captions.first().cloned().unwrap_or_default()).collect();
+        let repeated: Vec<String> = caps.iter().flat_map(|c| std::iter::repeat_n(c.clone(), m)).collect();
+        let drawn = tensor_to_images(&task.text_to_image(&repeated, &cfg)?)?;
+        for (j, (imgs, caption)) in drawn.chunks(m).zip(caps).enumerate() {
             let row = tessera_core::viz::image_grid(imgs, m, 2);
-            let name = save_png(&row, out, &format!("t2i_{i:03}.png"))?;
-            rows.push(CaptionImages { caption: caps[j * m].clone(), images: name });
+            let name = save_png(&row, out, &format!("t2i_{:03}.png", chunk_no * per_batch + j))?;
+            rows.push(CaptionImages { caption, images: name });
         }
     }
     Ok(rows)
@@ -244,9 +252,14 @@ pub fn write_report(
     let losses: BTreeMap<String, f64> = task.validation_losses()?.into_iter().collect();
     let match_n = if opts.match_images == 0 { data.len() } else { opts.match_images.min(data.len()) };
     let samples = validation_samples(&data, match_n.max(opts.images))?;
-    let greedy_match = tch::no_grad(|| greedy_match(task, &samples[..match_n]))?;
+    // One greedy caption per sample: the match fraction reads the first `match_n`, the page the
+    // first `images`.
+    let greedy_cfg = SampleConfig { temperature: 0.0, ..task.config.sample.clone() };
+    let images: Vec<&image::RgbImage> = samples.iter().map(|s| &s.image).collect();
+    let greedy = tch::no_grad(|| captions_for(task, &images, 1, &greedy_cfg))?;
+    let greedy_match = match_fraction(&samples[..match_n], &greedy[..match_n]);
     let shown = &samples[..opts.images.min(samples.len())];
-    let i2t = tch::no_grad(|| describe_images(task, shown, opts, out))?;
+    let i2t = tch::no_grad(|| describe_images(task, shown, &greedy, opts, out))?;
     let t2i = tch::no_grad(|| draw_captions(task, shown, opts, out))?;
     for plot in ["val_losses.svg", "train_losses.svg"] {
         let from = run.join("plots").join(plot);
