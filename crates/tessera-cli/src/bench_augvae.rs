@@ -28,10 +28,10 @@ pub struct AugVaeBench {
     pub upstream: Option<PathBuf>,
 }
 
-pub fn run(o: &AugVaeBench, device: Device) -> Result<()> {
+pub fn run(o: &AugVaeBench, device: Device, root: &Path) -> Result<()> {
     tch::set_num_threads(o.threads);
     let cfg = bench_config(&o.config)?;
-    let ours = tessera_time(cfg.clone(), o.batch, o.reps, device)?;
+    let ours = tessera_time(cfg.clone(), o.batch, o.reps, device, root)?;
     let (m, q) = (&cfg.model, &cfg.quantizer);
     println!(
         "AugVAE-ML training step ({}: {} px, levels {:?}, hidden {}, ch_mult {:?}, {} res blocks, z {}, {} codes of dim {}; loss mse; batch {}, {} threads, median of {})",
@@ -61,10 +61,10 @@ fn bench_config(name: &str) -> Result<AugVaeRunConfig> {
 }
 
 /// Tessera's step: one warm-up, then the median of `reps`.
-fn tessera_time(cfg: AugVaeRunConfig, batch: i64, reps: usize, device: Device) -> Result<f64> {
+fn tessera_time(cfg: AugVaeRunConfig, batch: i64, reps: usize, device: Device, root: &Path) -> Result<f64> {
     let side = cfg.model.resolution;
     let lr = cfg.effective_lr();
-    let mut t = AugVaeTrainer::new(cfg, device, &tessera_data::fetch::data_root(None))?;
+    let mut t = AugVaeTrainer::new(cfg, device, root)?;
     tch::manual_seed(0);
     let x = Tensor::rand([batch, 3, side, side], (Kind::Float, device)) * 2.0 - 1.0;
     let b = [tessera_data::Batch { images: x, captions: vec![], indices: vec![] }];

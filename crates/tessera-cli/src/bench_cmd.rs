@@ -78,7 +78,8 @@ pub enum BenchCommand {
     Lg(crate::bench_lg::LgBench),
 }
 
-pub fn run(cmd: BenchCommand, device: Device) -> Result<()> {
+/// Run a benchmark; `root` is the data cache (`--data-dir`): real batches and `[lg]`'s encoder.
+pub fn run(cmd: BenchCommand, device: Device, root: &Path) -> Result<()> {
     match cmd {
         BenchCommand::Quant { n, dim, codes, reps, threads } => {
             bench_quant(n, dim, &codes, reps, threads, device)
@@ -90,9 +91,9 @@ pub fn run(cmd: BenchCommand, device: Device) -> Result<()> {
         BenchCommand::Tokenizer { config, batch, reps, threads, ortho } => {
             bench_tokenizer(&config, batch, reps, threads, ortho, device)
         }
-        BenchCommand::Vit(o) => crate::bench_vit::run(&o, device),
-        BenchCommand::Augvae(o) => crate::bench_augvae::run(&o, device),
-        BenchCommand::Lg(o) => crate::bench_lg::run(&o, device, &tessera_data::fetch::data_root(None)),
+        BenchCommand::Vit(o) => crate::bench_vit::run(&o, device, root),
+        BenchCommand::Augvae(o) => crate::bench_augvae::run(&o, device, root),
+        BenchCommand::Lg(o) => crate::bench_lg::run(&o, device, root),
     }
 }
 

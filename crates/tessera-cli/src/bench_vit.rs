@@ -49,11 +49,11 @@ impl StepTimes {
     }
 }
 
-pub fn run(o: &VitBench, device: Device) -> Result<()> {
+pub fn run(o: &VitBench, device: Device, root: &Path) -> Result<()> {
     tch::set_num_threads(o.threads);
     let cfg = bench_config(&o.config)?;
     let every = cfg.loss.r1_every;
-    let ours = tessera_times(cfg.clone(), o.batch, o.reps, device)?;
+    let ours = tessera_times(cfg.clone(), o.batch, o.reps, device, root)?;
     let (m, q, d) = (&cfg.model, &cfg.quantizer, &cfg.disc);
     println!(
         "ViT-VQGAN training step ({}: {} px, patch {}, width {}/{} × depth {}/{}, {} codes of dim {}, disc width {} × {}; batch {}, {} threads, median of {})",
@@ -92,10 +92,16 @@ fn bench_config(name: &str) -> Result<VitRunConfig> {
 }
 
 /// Tessera's step: one warm-up, then `reps` steps off the R1 period and `reps` on it.
-fn tessera_times(cfg: VitRunConfig, batch: i64, reps: usize, device: Device) -> Result<StepTimes> {
+fn tessera_times(
+    cfg: VitRunConfig,
+    batch: i64,
+    reps: usize,
+    device: Device,
+    root: &Path,
+) -> Result<StepTimes> {
     let every = cfg.loss.r1_every;
     let side = cfg.model.resolution;
-    let mut t = VitTrainer::new(cfg, device, &tessera_data::fetch::data_root(None))?;
+    let mut t = VitTrainer::new(cfg, device, root)?;
     tch::manual_seed(0);
     let x = Tensor::rand([batch, 3, side, side], (Kind::Float, device)) * 2.0 - 1.0;
     let b = [tessera_data::Batch { images: x, captions: vec![], indices: vec![] }];

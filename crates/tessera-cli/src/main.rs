@@ -171,7 +171,7 @@ fn main() {
         tracing::debug!("device: {device:?}");
         match cli.command {
             Command::Data(cmd) => data_cmd::run(cmd, &cli.global),
-            Command::Bench(cmd) => bench_cmd::run(cmd, device),
+            Command::Bench(cmd) => bench_cmd::run(cmd, device, &cli.global.data_root()),
             Command::Train(cmd) => train_cmd::train(cmd, &cli.global, device),
             Command::Eval(EvalCommand::Tokenizer { run, batches, shift, shift_images }) => {
                 train_cmd::eval(&run, batches, shift.as_deref(), shift_images, &cli.global, device)

@@ -490,7 +490,11 @@ fn run_arm(
         seconds,
         tokenizer_config: std::fs::read_to_string(tok_dir.join("config.toml")).unwrap_or_default(),
         generator_config: std::fs::read_to_string(gen_dir.join("config.toml")).unwrap_or_default(),
-        retrieval: read_json(&tok_dir.join("lg_retrieval.json")).ok(),
+        // Only arms with `lg` write it; one that is there but unreadable is an error, not "none".
+        retrieval: {
+            let p = tok_dir.join("lg_retrieval.json");
+            p.exists().then(|| read_json(&p)).transpose()?
+        },
     })
 }
 
